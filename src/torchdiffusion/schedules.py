@@ -33,7 +33,7 @@ def linear_alpha_bar(num_timesteps: int = 1000, beta_start: float = 1e-4, beta_e
     describe the same continuous process (as in Nichol & Dhariwal 2021, appendix).
     """
     scale = 1000.0 / num_timesteps
-    betas = torch.linspace(beta_start * scale, beta_end * scale, num_timesteps, dtype=torch.float64)
+    betas = torch.linspace(beta_start * scale, beta_end * scale, num_timesteps, dtype=torch.float64).clamp(max=0.999)
     return torch.cumprod(1.0 - betas, dim=0)
 
 

@@ -44,8 +44,11 @@ class UNetConfig:
     norm_groups: int = 8
 
     def __post_init__(self) -> None:
-        self.channel_mult = tuple(int(m) for m in self.channel_mult)
-        self.attention_resolutions = tuple(int(r) for r in self.attention_resolutions)
+        try:
+            self.channel_mult = tuple(int(m) for m in self.channel_mult)
+            self.attention_resolutions = tuple(int(r) for r in self.attention_resolutions)
+        except (TypeError, ValueError):
+            raise ConfigError("UNet config channel_mult and attention_resolutions must be lists of integers") from None
 
     @property
     def resolutions(self) -> list[int]:
@@ -57,6 +60,15 @@ class UNetConfig:
         return sizes
 
     def validate(self) -> None:
+        for name in ("image_size", "in_channels", "base_channels", "num_res_blocks", "head_channels",
+                     "extra_in_channels", "norm_groups", "out_channels", "num_classes", "context_dim", "pooled_dim"):
+            value = getattr(self, name)
+            optional = name in ("out_channels", "num_classes", "context_dim", "pooled_dim")
+            if (value is None and not optional) or (value is not None and (isinstance(value, bool)
+                                                                          or not isinstance(value, int))):
+                raise ConfigError(f"UNet config {name} must be an integer, got {value!r}")
+        if not isinstance(self.dropout, (int, float)):
+            raise ConfigError(f"UNet config dropout must be a number, got {self.dropout!r}")
         if self.image_size < 1 or self.in_channels < 1 or self.base_channels < 1:
             raise ConfigError("image_size, in_channels and base_channels must be positive")
         if not self.channel_mult or any(m < 1 for m in self.channel_mult):

@@ -1,0 +1,169 @@
+"""Command line: ``torchdiffusion train`` and ``torchdiffusion sample`` (``--help`` on each)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from .errors import TorchDiffusionError
+
+
+def _int_tuple(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a diffusion model and write a sample grid",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Train a U-Net denoiser on a bundled dataset or an image folder. Writes "
+                                   "OUT/model (EMA weights + config.json), OUT/samples.png, OUT/samples/ "
+                                   "(grids during training), OUT/log.csv and OUT/checkpoints/.")
+    d = p.add_argument_group("data and output")
+    d.add_argument("--data", default="mnist", help="'mnist' (bundled) or a folder of images (sub-folders = classes)")
+    d.add_argument("--out", default="runs/mnist", help="output folder of the run")
+    d.add_argument("--image-size", type=int, default=None, help="model resolution (default: 28 for mnist, else 32)")
+    d.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                   help="1 (grayscale) or 3 (RGB); default: from the data")
+    d.add_argument("--hflip", action="store_true", help="random horizontal flips")
+    b = p.add_argument_group("budget")
+    b.add_argument("--minutes", type=float, default=None, help="training wall-time budget (default 8 if no --steps)")
+    b.add_argument("--steps", type=int, default=None, help="number of optimizer steps")
+    b.add_argument("--resume", action="store_true", help="continue OUT's run from its latest checkpoint")
+    m = p.add_argument_group("model")
+    m.add_argument("--base-channels", type=int, default=32)
+    m.add_argument("--channel-mult", type=_int_tuple, default=(1, 2, 2), help="width multiplier per level")
+    m.add_argument("--num-res-blocks", type=int, default=1)
+    m.add_argument("--attention-resolutions", type=_int_tuple, default=None,
+                   help="feature-map sizes with self-attention (default: the smallest level)")
+    m.add_argument("--dropout", type=float, default=0.0)
+    m.add_argument("--schedule", choices=("linear", "cosine", "sigmoid"), default="cosine")
+    m.add_argument("--timesteps", type=int, default=1000, help="training timesteps T")
+    m.add_argument("--parameterization", choices=("eps", "x0", "v"), default="v")
+    o = p.add_argument_group("optimization")
+    o.add_argument("--batch-size", type=int, default=64)
+    o.add_argument("--lr", type=float, default=2e-3)
+    o.add_argument("--warmup-steps", type=int, default=100)
+    o.add_argument("--grad-clip", type=float, default=1.0)
+    o.add_argument("--ema-decay", type=float, default=0.999)
+    o.add_argument("--weighting", choices=("simple", "min_snr"), default="min_snr")
+    o.add_argument("--min-snr-gamma", type=float, default=5.0)
+    o.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="auto = bf16 autocast where the CPU/GPU supports it")
+    o.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    o.add_argument("--seed", type=int, default=0)
+    r = p.add_argument_group("monitoring")
+    r.add_argument("--sample-every", type=int, default=500, help="write a sample grid every N steps")
+    r.add_argument("--checkpoint-every", type=int, default=250)
+    r.add_argument("--log-every", type=int, default=10)
+    r.add_argument("--sample-steps", type=int, default=25, help="sampler steps for grids during training")
+    r.add_argument("--final-steps", type=int, default=50, help="sampler steps for the final samples.png")
+    r.add_argument("--sample-n", type=int, default=64, help="images per grid")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args) -> int:
+    from .datasets import load_dataset
+    from .model import ModelConfig
+    from .schedules import ScheduleConfig
+    from .trainer import TrainConfig, prepare_run
+    from .unet import UNetConfig
+
+    train_cfg = TrainConfig(
+        data=args.data, out=args.out, steps=args.steps, minutes=args.minutes, batch_size=args.batch_size,
+        lr=args.lr, warmup_steps=args.warmup_steps, grad_clip=args.grad_clip, ema_decay=args.ema_decay,
+        weighting=args.weighting, min_snr_gamma=args.min_snr_gamma, seed=args.seed, hflip=args.hflip,
+        precision=args.precision, device=args.device, sample_every=args.sample_every,
+        checkpoint_every=args.checkpoint_every, log_every=args.log_every, sample_n=args.sample_n,
+        sample_steps=args.sample_steps, final_steps=args.final_steps, progress=not args.no_progress)
+    if args.resume:
+        trainer = prepare_run(None, train_cfg, resume=True)  # configs come from the checkpoint
+    else:
+        image_size = args.image_size or (28 if str(args.data).lower() == "mnist" else 32)
+        dataset = load_dataset(args.data, image_size, args.channels)
+        unet = UNetConfig(image_size=image_size, in_channels=dataset.channels, base_channels=args.base_channels,
+                          channel_mult=args.channel_mult, num_res_blocks=args.num_res_blocks,
+                          attention_resolutions=(), dropout=args.dropout)
+        unet.attention_resolutions = (args.attention_resolutions if args.attention_resolutions is not None
+                                      else (unet.resolutions[-1],))
+        model_cfg = ModelConfig(unet=unet, schedule=ScheduleConfig(args.schedule, args.timesteps),
+                                parameterization=args.parameterization, class_names=dataset.class_names)
+        trainer = prepare_run(model_cfg, train_cfg, dataset=dataset)
+    t0 = time.perf_counter()
+    model_dir = trainer.train()
+    print(f"trained {trainer.step} steps in {(time.perf_counter() - t0) / 60:.1f} min "
+          f"({trainer.step * trainer.cfg.batch_size / max(trainer.elapsed, 1e-9):.0f} images/s); "
+          f"model: {model_dir}; samples: {Path(trainer.cfg.out) / 'samples.png'}")
+    return 0
+
+
+def _add_sample(sub) -> None:
+    p = sub.add_parser("sample", help="generate images with a trained model",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Generate images from pure noise with a trained model and write a grid "
+                                   "(and optionally one PNG per image).")
+    p.add_argument("--checkpoint", required=True, help="a model folder, a training run folder or a checkpoint folder")
+    p.add_argument("--n", type=int, default=64, help="number of images")
+    p.add_argument("--steps", type=int, default=50, help="sampler steps")
+    p.add_argument("--sampler", default="ddim", help="sampler name (see `torchdiffusion samplers`)")
+    p.add_argument("--seed", type=int, default=0, help="image i uses seed+i, whatever the batch size")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--out", default="samples.png", help="grid PNG to write")
+    p.add_argument("--individual", metavar="DIR", default=None, help="also write each image as DIR/NNNNN.png")
+    p.add_argument("--scale", type=int, default=2, help="enlarge the grid by pixel repetition")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_sample)
+
+
+def cmd_sample(args) -> int:
+    from .errors import ConfigError
+    from .images import save_image
+    from .pipeline import DiffusionPipeline
+
+    if args.steps < 1:
+        raise ConfigError(f"--steps must be ≥ 1, got {args.steps}")
+    pipe = DiffusionPipeline.from_pretrained(args.checkpoint, device=args.device)
+    t0 = time.perf_counter()
+    images = pipe.generate(n=args.n, steps=args.steps, sampler=args.sampler, seed=args.seed,
+                           batch_size=args.batch_size, progress=not args.no_progress)
+    dt = time.perf_counter() - t0
+    pipe.save_grid(images, args.out, scale=args.scale)
+    if args.individual:
+        for i, img in enumerate(pipe.to_pil(images)):
+            save_image(img, Path(args.individual) / f"{args.seed + i:05d}.png")
+    print(f"wrote {args.out}: {args.n} images, {args.sampler} {args.steps} steps, {dt:.1f} s")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="torchdiffusion", description="Train, sample and edit with image "
+                                     "diffusion models on PyTorch.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    _add_sample(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    try:
+        return args.func(args)
+    except TorchDiffusionError as exc:
+        print(f"torchdiffusion {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,352 @@
+"""The training loop: one readable function with the real features (nanoGPT style).
+
+AdamW with linear warm-up, gradient clipping, EMA weights for sampling, bf16 autocast on
+CPUs that support it (fp32 master weights, no loss scaling needed for bf16), periodic
+sample grids and checkpoints, a CSV log (``log.csv``) a person can plot, a progress bar
+with ETA, and a budget in steps or wall-clock minutes.
+
+Checkpoints (``OUT/checkpoints/step-NNNNNNN/``) hold the model, EMA, optimizer state, all
+random-number-generator states and the step, written atomically (see :mod:`checkpoint`), so
+``--resume`` continues a killed run exactly where its last checkpoint left it: with a step
+budget the final weights are bit-identical to those of an uninterrupted run.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import (load_state_dict_strict, read_json, read_tensors, verify_checkpoint,
+                         write_checkpoint)
+from .datasets import ImageDataset, load_dataset
+from .ema import EMA
+from .errors import CheckpointError, ConfigError, TorchDiffusionError
+from .images import save_grid
+from .losses import WEIGHTINGS, diffusion_loss
+from .model import ModelConfig, build_denoiser, save_model
+from .pipeline import DiffusionPipeline
+
+log = logging.getLogger("torchdiffusion")
+CHECKPOINT_KIND = "training-checkpoint"
+_CKPT_RE = re.compile(r"^step-(\d+)$")
+LOG_FIELDS = ["step", "elapsed_s", "loss", "lr", "grad_norm", "images_per_s"]
+
+
+@dataclass
+class TrainConfig:
+    """Training hyper-parameters; saved in every checkpoint's ``state.json``."""
+
+    data: str = "mnist"
+    out: str = "runs/mnist"
+    steps: int | None = None  # stop after this many optimizer steps …
+    minutes: float | None = None  # … or after this much training wall time (default 8 min)
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    weighting: str = "min_snr"
+    min_snr_gamma: float = 5.0
+    seed: int = 0
+    hflip: bool = False
+    precision: str = "auto"  # auto | fp32 | bf16
+    device: str = "cpu"
+    sample_every: int = 500
+    checkpoint_every: int = 250
+    log_every: int = 10
+    sample_n: int = 64
+    sample_steps: int = 25
+    sampler: str = "ddim"
+    final_steps: int = 50
+    keep_checkpoints: int = 2
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"--steps must be ≥ 1, got {self.steps}")
+        if self.minutes is not None and self.minutes <= 0:
+            raise ConfigError(f"--minutes must be > 0, got {self.minutes}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be ≥ 1, got {self.batch_size}")
+        if self.lr <= 0:
+            raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        if self.weighting not in WEIGHTINGS:
+            raise ConfigError(f"unknown --weighting {self.weighting!r}; choose one of {WEIGHTINGS}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ConfigError(f"unknown --precision {self.precision!r}; choose auto, fp32 or bf16")
+        for name in ("sample_every", "checkpoint_every", "log_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be ≥ 1")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def bf16_supported() -> bool:
+    """True when this CPU has native bf16 matrix instructions (AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str, device: str) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if bf16_supported() else None
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to ``lr`` over ``warmup_steps``, then constant (EMA does the annealing)."""
+    return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+
+
+def checkpoints_of(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, folder) of the run's checkpoint folders, newest first."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _CKPT_RE.match(p.name)) and p.is_dir()]
+    return sorted(found, reverse=True)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint that verifies; a corrupt newer one is reported and skipped."""
+    for _, folder in checkpoints_of(run_dir):
+        try:
+            verify_checkpoint(folder, CHECKPOINT_KIND)
+            return folder
+        except CheckpointError as exc:
+            log.warning("skipping unusable checkpoint: %s", exc)
+    return None
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+    sd = opt.state_dict()
+    tensors = {}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            tensors[f"{idx}.{k}"] = torch.as_tensor(v)
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+    state: dict = {}
+    for key, v in tensors.items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+class Trainer:
+    """Holds the training state; :meth:`train` runs the loop."""
+
+    def __init__(self, model_config: ModelConfig, train_config: TrainConfig, dataset: ImageDataset | None = None):
+        train_config.validate()
+        model_config.validate()
+        self.cfg = train_config
+        self.model_config = model_config
+        self.out = Path(train_config.out)
+        self.device = torch.device(train_config.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("--device cuda was given but no CUDA GPU is available; use --device cpu")
+        self.dataset = dataset if dataset is not None else load_dataset(
+            train_config.data, model_config.unet.image_size, model_config.unet.in_channels)
+        ds, u = self.dataset, model_config.unet
+        if ds.channels != u.in_channels or ds.image_size != u.image_size:
+            raise ConfigError(f"dataset {ds.name} has {ds.channels}×{ds.image_size}×{ds.image_size} images but the "
+                              f"model expects {u.in_channels}×{u.image_size}×{u.image_size}")
+        torch.manual_seed(train_config.seed)
+        self.denoiser = build_denoiser(model_config).to(self.device)
+        self.network = self.denoiser.network
+        self.ema = EMA(self.network, train_config.ema_decay)
+        self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=train_config.lr,
+                                           weight_decay=train_config.weight_decay)
+        self.generator = torch.Generator().manual_seed(train_config.seed)
+        self.autocast_dtype = resolve_precision(train_config.precision, train_config.device)
+        self.step = 0
+        self.elapsed = 0.0
+
+    # --- checkpoints -------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        opt_tensors, opt_meta = _optimizer_tensors(self.optimizer)
+        rng = {"generator": self.generator.get_state(), "torch_cpu": torch.get_rng_state()}
+        state = {"step": self.step, "elapsed_s": self.elapsed, "ema_updates": self.ema.num_updates,
+                 "optimizer": opt_meta, "train_config": asdict(self.cfg)}
+        folder = self.out / "checkpoints" / f"step-{self.step:07d}"
+        write_checkpoint(folder, {"model": self.network.state_dict(), "ema": self.ema.model.state_dict(),
+                                  "optimizer": opt_tensors, "rng": rng},
+                         {"config": self.model_config.to_dict(), "state": state}, kind=CHECKPOINT_KIND)
+        for _, old in checkpoints_of(self.out)[self.cfg.keep_checkpoints:]:
+            import shutil
+
+            shutil.rmtree(old, ignore_errors=True)
+        return folder
+
+    def load_checkpoint(self, folder: Path) -> None:
+        verify_checkpoint(folder, CHECKPOINT_KIND)
+        saved = ModelConfig.from_dict(read_json(folder, "config"))
+        if saved.to_dict() != self.model_config.to_dict():
+            raise CheckpointError(f"{folder}: checkpoint is of another model config than this run's")
+        state = read_json(folder, "state")
+        load_state_dict_strict(self.network, read_tensors(folder, "model"), folder / "model.safetensors")
+        load_state_dict_strict(self.ema.model, read_tensors(folder, "ema"), folder / "ema.safetensors")
+        _load_optimizer(self.optimizer, read_tensors(folder, "optimizer"), state["optimizer"])
+        rng = read_tensors(folder, "rng")
+        self.generator.set_state(rng["generator"])
+        torch.set_rng_state(rng["torch_cpu"])
+        self.step = int(state["step"])
+        self.elapsed = float(state["elapsed_s"])
+        self.ema.num_updates = int(state["ema_updates"])
+
+    # --- the loop ----------------------------------------------------------------------
+    def _batch(self) -> tuple[torch.Tensor, dict]:
+        idx = torch.randint(len(self.dataset), (self.cfg.batch_size,), generator=self.generator)
+        flip = torch.rand(self.cfg.batch_size, generator=self.generator) < 0.5 if self.cfg.hflip else None
+        x = self.dataset.batch(idx, flip).to(self.device, non_blocking=True)
+        return x, {}
+
+    def train_step(self) -> tuple[float, float]:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.step, self.cfg)
+        x, cond = self._batch()
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.bfloat16,
+                            enabled=self.autocast_dtype is not None):
+            loss = diffusion_loss(self.network, self.denoiser.schedule, x, self.model_config.parameterization,
+                                  self.cfg.weighting, self.cfg.min_snr_gamma, generator=self.generator, **cond)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self.ema.update(self.network)
+        self.step += 1
+        return loss.item(), grad_norm.item()
+
+    def sample_grid(self, path: Path, n: int, steps: int) -> Path:
+        pipe = DiffusionPipeline(self._ema_denoiser(), self.model_config)
+        images = pipe.generate(n=n, steps=steps, sampler=self.cfg.sampler, seed=self.cfg.seed, progress=False)
+        return save_grid(images, path, scale=2 if self.model_config.unet.image_size <= 32 else 1)
+
+    def _ema_denoiser(self):
+        from .parameterization import Denoiser
+
+        return Denoiser(self.ema.model, self.denoiser.schedule, self.model_config.parameterization)
+
+    def _budget_done(self) -> bool:
+        if self.cfg.steps is not None and self.step >= self.cfg.steps:
+            return True
+        return self.cfg.minutes is not None and self.elapsed >= self.cfg.minutes * 60
+
+    def _open_log(self):
+        path = self.out / "log.csv"
+        rows = []
+        if path.exists() and self.step > 0:  # keep the rows up to the resumed step
+            with open(path, newline="") as fh:
+                rows = [r for r in csv.DictReader(fh) if r.get("step", "").isdigit() and int(r["step"]) <= self.step]
+        fh = open(path, "w", newline="")
+        writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows({k: r.get(k, "") for k in LOG_FIELDS} for r in rows)
+        fh.flush()
+        return fh, writer
+
+    def train(self) -> Path:
+        """Run until the budget is spent; write the EMA model to ``OUT/model`` and ``OUT/samples.png``."""
+        cfg = self.cfg
+        if cfg.steps is None and cfg.minutes is None:
+            cfg.minutes = 8.0
+        self.out.mkdir(parents=True, exist_ok=True)
+        log_fh, writer = self._open_log()
+        total = cfg.steps
+        bar = tqdm(total=total, initial=self.step, desc="training", unit="step", disable=not cfg.progress,
+                   dynamic_ncols=True)
+        window_loss, window_n, window_t0, window_start = 0.0, 0, time.perf_counter(), self.step
+        self.network.train()
+        try:
+            while not self._budget_done():
+                t0 = time.perf_counter()
+                loss, grad_norm = self.train_step()
+                if not math.isfinite(loss):
+                    raise TorchDiffusionError(
+                        f"loss became {loss} at step {self.step}: lower --lr (now {cfg.lr}) or use --precision fp32")
+                self.elapsed += time.perf_counter() - t0
+                window_loss += loss
+                window_n += 1
+                if cfg.minutes is not None and cfg.steps is None and self.step > 20:
+                    rate = self.step / max(self.elapsed, 1e-9)
+                    bar.total = int(cfg.minutes * 60 * rate)
+                bar.update(1)
+                if self.step % cfg.log_every == 0:
+                    dt = time.perf_counter() - window_t0
+                    ips = (self.step - window_start) * cfg.batch_size / max(dt, 1e-9)
+                    writer.writerow({"step": self.step, "elapsed_s": f"{self.elapsed:.2f}",
+                                     "loss": f"{window_loss / window_n:.5f}", "lr": f"{lr_at(self.step - 1, cfg):.3g}",
+                                     "grad_norm": f"{grad_norm:.4f}", "images_per_s": f"{ips:.1f}"})
+                    log_fh.flush()
+                    bar.set_postfix(loss=f"{window_loss / window_n:.4f}", img_s=f"{ips:.0f}")
+                    window_loss, window_n, window_t0, window_start = 0.0, 0, time.perf_counter(), self.step
+                if self.step % cfg.sample_every == 0:
+                    t0 = time.perf_counter()
+                    self.sample_grid(self.out / "samples" / f"step-{self.step:07d}.png", cfg.sample_n, cfg.sample_steps)
+                    self.elapsed += time.perf_counter() - t0
+                if self.step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+            log_fh.close()
+        if not checkpoints_of(self.out) or checkpoints_of(self.out)[0][0] != self.step:
+            self.save_checkpoint()
+        model_dir = save_model(self.out / "model", self._ema_denoiser(), self.model_config)
+        grid = self.sample_grid(self.out / "samples.png", cfg.sample_n, cfg.final_steps)
+        log.info("trained %d steps in %.1f min; model in %s, samples in %s", self.step, self.elapsed / 60,
+                 model_dir, grid)
+        return model_dir
+
+
+def prepare_run(model_config: ModelConfig | None, train_config: TrainConfig, resume: bool = False,
+                dataset: ImageDataset | None = None) -> Trainer:
+    """Build a Trainer for a new run, or (``resume``) restore the run's latest checkpoint.
+
+    A new run refuses an output folder that already holds checkpoints, so nothing is lost
+    by a mistyped command.
+    """
+    out = Path(train_config.out)
+    existing = checkpoints_of(out)
+    if resume:
+        folder = latest_checkpoint(out)
+        if folder is None:
+            if existing:
+                raise CheckpointError(f"{out}: every checkpoint is unreadable; cannot resume")
+            log.warning("%s: no checkpoint to resume from; starting a new run", out)
+        else:
+            saved_model = ModelConfig.from_dict(read_json(folder, "config"))
+            saved_train = TrainConfig.from_dict(read_json(folder, "state")["train_config"])
+            # the budget (steps/minutes) and progress display may change on resume
+            for name in ("steps", "minutes", "progress"):
+                if getattr(train_config, name) is not None:
+                    setattr(saved_train, name, getattr(train_config, name))
+            saved_train.out = str(out)
+            trainer = Trainer(saved_model, saved_train, dataset)
+            trainer.load_checkpoint(folder)
+            log.info("resumed %s at step %d", folder, trainer.step)
+            return trainer
+    elif existing:
+        raise ConfigError(f"{out} already holds a training run (step {existing[0][0]}); pass --resume to continue "
+                          "it or choose another --out")
+    return Trainer(model_config, train_config, dataset)
