@@ -69,26 +69,40 @@ def _scan(root: Path) -> tuple[list[str], list[str], dict[str, str]]:
     metadata: list[str] = []
     texts: dict[str, str] = {}
     visited: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in visited:  # a symlink loop or a second link to a folder already read
-            dirnames[:] = []
-            continue
-        visited.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
-                             and os.path.realpath(os.path.join(dirpath, d)) not in visited)
-        for name in sorted(filenames):
-            if name.startswith("."):
+    # Walk the real tree first and follow symlinked folders afterwards, each at most once
+    # (by real path): a link back into the tree is read at its real place, and a loop ends.
+    queue = [str(root)]
+    while queue:
+        links: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(queue.pop(0), followlinks=False):
+            real = os.path.realpath(dirpath)
+            if real in visited:
+                dirnames[:] = []
                 continue
-            full = os.path.join(dirpath, name)
-            stem, ext = os.path.splitext(name)
-            ext = ext.lower()
-            if ext in IMAGE_EXTENSIONS:
-                images.append(full)
-            elif name == METADATA_NAME:
-                metadata.append(full)
-            elif ext == ".txt":
-                texts[os.path.join(dirpath, stem)] = full
+            visited.add(real)
+            keep = []
+            for d in sorted(dirnames):
+                if d.startswith("."):
+                    continue
+                full = os.path.join(dirpath, d)
+                if os.path.islink(full):
+                    links.append(full)
+                else:
+                    keep.append(d)
+            dirnames[:] = keep
+            for name in sorted(filenames):
+                if name.startswith("."):
+                    continue
+                full = os.path.join(dirpath, name)
+                stem, ext = os.path.splitext(name)
+                ext = ext.lower()
+                if ext in IMAGE_EXTENSIONS:
+                    images.append(full)
+                elif name == METADATA_NAME:
+                    metadata.append(full)
+                elif ext == ".txt":
+                    texts[os.path.join(dirpath, stem)] = full
+        queue.extend(link for link in links if os.path.realpath(link) not in visited)
     images.sort(key=lambda p: Path(p).relative_to(root).parts)
     metadata.sort(key=lambda p: Path(p).relative_to(root).parts)
     return images, metadata, texts
