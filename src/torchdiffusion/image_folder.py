@@ -45,7 +45,7 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp",
 METADATA_NAME = "metadata.jsonl"
 PROGRESS_MIN_FILES = 200
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F"})
-_RESAMPLE = Image.Resampling.LANCZOS
+_RESAMPLE = getattr(Image, "Resampling", Image).LANCZOS  # Pillow < 9.1 has no Resampling enum
 _REDUCING_GAP = 3.0
 
 
@@ -257,7 +257,7 @@ def _read_metadata(jsonl: str) -> dict[str, str]:
     base = os.path.dirname(jsonl)
     out: dict[str, str] = {}
     try:
-        with open(jsonl, encoding="utf-8") as fh:
+        with open(jsonl, encoding="utf-8-sig") as fh:  # tolerate a BOM
             lines = fh.readlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{jsonl}: cannot read caption metadata ({exc})") from exc
