@@ -110,3 +110,23 @@ def test_nan_loss_stops_with_message(tmp_path, tiny_data, monkeypatch):
     monkeypatch.setattr(Trainer, "train_step", lambda self: (float("nan"), 0.0))
     with pytest.raises(TorchDiffusionError, match="lower --lr"):
         t.train()
+
+
+def test_condition_dropout_rate_is_honoured(tmp_path, tiny_data):
+    cfg = tiny_model_config(num_classes=10)
+    cfg.conditioning = "class"
+    t = prepare_run(cfg, train_cfg(tmp_path / "c", cond_drop_prob=0.25, batch_size=64), dataset=tiny_data)
+    dropped = total = 0
+    for _ in range(100):
+        _, cond = t._batch()
+        dropped += int((cond["class_labels"] == 10).sum())
+        total += len(cond["class_labels"])
+    assert abs(dropped / total - 0.25) < 0.02
+
+
+def test_class_conditioning_needs_labels(tmp_path, tiny_data):
+    cfg = tiny_model_config(num_classes=10)
+    cfg.conditioning = "class"
+    unlabeled = ImageDataset(tiny_data.images, name="nolabels")
+    with pytest.raises(ConfigError, match="needs class labels"):
+        prepare_run(cfg, train_cfg(tmp_path / "c"), dataset=unlabeled)

@@ -44,6 +44,10 @@ def _add_train(sub) -> None:
     m.add_argument("--schedule", choices=("linear", "cosine", "sigmoid"), default="cosine")
     m.add_argument("--timesteps", type=int, default=1000, help="training timesteps T")
     m.add_argument("--parameterization", choices=("eps", "x0", "v"), default="v")
+    m.add_argument("--condition", choices=("none", "class"), default="none",
+                   help="class: class-conditional model (labels from the dataset) for classifier-free guidance")
+    m.add_argument("--cond-drop-prob", type=float, default=0.1,
+                   help="probability of dropping the condition in training (enables guidance)")
     o = p.add_argument_group("optimization")
     o.add_argument("--batch-size", type=int, default=64)
     o.add_argument("--lr", type=float, default=2e-3)
@@ -77,7 +81,7 @@ def cmd_train(args) -> int:
     train_cfg = TrainConfig(
         data=args.data, out=args.out, steps=args.steps, minutes=args.minutes, batch_size=args.batch_size,
         lr=args.lr, warmup_steps=args.warmup_steps, grad_clip=args.grad_clip, ema_decay=args.ema_decay,
-        weighting=args.weighting, min_snr_gamma=args.min_snr_gamma, seed=args.seed, hflip=args.hflip,
+        weighting=args.weighting, min_snr_gamma=args.min_snr_gamma, cond_drop_prob=args.cond_drop_prob, seed=args.seed, hflip=args.hflip,
         precision=args.precision, device=args.device, sample_every=args.sample_every,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, sample_n=args.sample_n,
         sample_steps=args.sample_steps, final_steps=args.final_steps, progress=not args.no_progress)
@@ -91,8 +95,15 @@ def cmd_train(args) -> int:
                           attention_resolutions=(), dropout=args.dropout)
         unet.attention_resolutions = (args.attention_resolutions if args.attention_resolutions is not None
                                       else (unet.resolutions[-1],))
+        if args.condition == "class":
+            if dataset.labels is None:
+                from .errors import ConfigError
+                raise ConfigError(f"--condition class needs labelled data; {args.data} has no classes "
+                                  "(put each class's images in its own sub-folder)")
+            unet.num_classes = dataset.num_classes
         model_cfg = ModelConfig(unet=unet, schedule=ScheduleConfig(args.schedule, args.timesteps),
-                                parameterization=args.parameterization, class_names=dataset.class_names)
+                                parameterization=args.parameterization, class_names=dataset.class_names,
+                                conditioning=args.condition)
         trainer = prepare_run(model_cfg, train_cfg, dataset=dataset)
     t0 = time.perf_counter()
     model_dir = trainer.train()
@@ -113,6 +124,11 @@ def _add_sample(sub) -> None:
     p.add_argument("--sampler", default="ddim", help="sampler name (see `torchdiffusion samplers`)")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed+i, whatever the batch size")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--class", dest="class_label", default=None,
+                   help="class index or name for a class-conditional model; 'all' = rows of every class")
+    p.add_argument("--guidance-scale", type=float, default=2.0,
+                   help="classifier-free guidance scale w (1 = no guidance; used with --class)")
+    p.add_argument("--guidance-rescale", type=float, default=0.0, help="guidance rescale φ in [0, 1]")
     p.add_argument("--out", default="samples.png", help="grid PNG to write")
     p.add_argument("--individual", metavar="DIR", default=None, help="also write each image as DIR/NNNNN.png")
     p.add_argument("--scale", type=int, default=2, help="enlarge the grid by pixel repetition")
@@ -129,11 +145,18 @@ def cmd_sample(args) -> int:
     if args.steps < 1:
         raise ConfigError(f"--steps must be ≥ 1, got {args.steps}")
     pipe = DiffusionPipeline.from_pretrained(args.checkpoint, device=args.device)
+    labels, nrow = args.class_label, None
+    if labels == "all":
+        k = pipe.config.unet.num_classes or 0
+        if not k:
+            raise ConfigError("--class all needs a class-conditional model")
+        labels, nrow = [i % k for i in range(args.n)], k
     t0 = time.perf_counter()
     images = pipe.generate(n=args.n, steps=args.steps, sampler=args.sampler, seed=args.seed,
-                           batch_size=args.batch_size, progress=not args.no_progress)
+                           batch_size=args.batch_size, progress=not args.no_progress, class_labels=labels,
+                           guidance_scale=args.guidance_scale, guidance_rescale=args.guidance_rescale)
     dt = time.perf_counter() - t0
-    pipe.save_grid(images, args.out, scale=args.scale)
+    pipe.save_grid(images, args.out, nrow=nrow, scale=args.scale)
     if args.individual:
         for i, img in enumerate(pipe.to_pil(images)):
             save_image(img, Path(args.individual) / f"{args.seed + i:05d}.png")

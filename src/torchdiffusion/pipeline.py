@@ -15,6 +15,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .errors import ConfigError
+from .guidance import CFGDenoiser
 from .images import save_grid, to_pil
 from .model import ModelConfig, load_model
 from .parameterization import Denoiser
@@ -58,15 +59,51 @@ class DiffusionPipeline:
     def sigmas(self, steps: int, sampler: str = "ddim") -> Tensor:
         return self.denoiser.schedule.sigmas_for_steps(steps)
 
+    def class_index(self, label: int | str) -> int:
+        """A class label given as an index or a class name → its index, checked against the model."""
+        cfg = self.config
+        if cfg.conditioning != "class":
+            raise ConfigError(f"this model is not class-conditional (conditioning: {cfg.conditioning}); "
+                              "drop the class label")
+        names = cfg.class_names or []
+        if isinstance(label, str) and not label.lstrip("-").isdigit():
+            if label not in names:
+                raise ConfigError(f"unknown class {label!r}; this model's classes are {names}")
+            return names.index(label)
+        idx = int(label)
+        if not 0 <= idx < cfg.unet.num_classes:
+            raise ConfigError(f"class index {idx} is out of range: this model has classes 0..{cfg.unet.num_classes - 1}")
+        return idx
+
+    def _conditions(self, n: int, class_labels) -> tuple[Tensor | None, Tensor | None]:
+        """Per-sample (cond, uncond) class tensors, or (None, None) for an unconditional model."""
+        cfg = self.config
+        if class_labels is None:
+            return None, None
+        if isinstance(class_labels, (int, str)):
+            class_labels = [class_labels] * n
+        labels = torch.tensor([self.class_index(c) for c in (class_labels.tolist() if isinstance(class_labels, Tensor)
+                                                              else class_labels)], dtype=torch.long)
+        if len(labels) != n:
+            raise ConfigError(f"got {len(labels)} class labels for n={n} images")
+        return labels, torch.full((n,), cfg.unet.num_classes, dtype=torch.long)
+
     @torch.no_grad()
     def generate(self, n: int = 16, steps: int = 50, sampler: str = "ddim", seed: int = 0,
                  batch_size: int = 64, progress: bool = True, callback: Callable | None = None,
-                 sampler_kwargs: dict | None = None) -> Tensor:
-        """Generate ``n`` images in [-1, 1], shape (n, C, H, W)."""
+                 sampler_kwargs: dict | None = None, class_labels=None, guidance_scale: float = 1.0,
+                 guidance_rescale: float = 0.0) -> Tensor:
+        """Generate ``n`` images in [-1, 1], shape (n, C, H, W).
+
+        ``class_labels``: one label (index or name) for all images or one per image, for a
+        class-conditional model; ``guidance_scale`` w of classifier-free guidance (1 = plain
+        conditional, 0 = unconditional), computed in one batched forward per step.
+        """
         if n < 1:
             raise ConfigError(f"n must be ≥ 1, got {n}")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be ≥ 1, got {batch_size}")
+        labels, null = self._conditions(n, class_labels)
         fn = sampling.get_sampler(sampler)
         sigmas = self.sigmas(steps, sampler)
         gens = seeded_generators(seed, n)
@@ -83,7 +120,12 @@ class DiffusionPipeline:
         for start in range(0, n, batch_size):
             g = gens[start:start + batch_size]
             x = initial_noise(self.image_shape, g, float(sigmas[0]), self.device)
-            out.append(fn(self.denoiser, x, sigmas, generator=g, callback=on_step, **(sampler_kwargs or {})).cpu())
+            denoiser = self.denoiser
+            if labels is not None:
+                sl = slice(start, start + len(g))
+                denoiser = CFGDenoiser(self.denoiser, {"class_labels": labels[sl].to(self.device)},
+                                       {"class_labels": null[sl].to(self.device)}, guidance_scale, guidance_rescale)
+            out.append(fn(denoiser, x, sigmas, generator=g, callback=on_step, **(sampler_kwargs or {})).cpu())
         bar.close()
         return torch.cat(out).clamp(-1, 1)
 

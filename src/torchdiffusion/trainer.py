@@ -56,6 +56,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     weighting: str = "min_snr"
     min_snr_gamma: float = 5.0
+    cond_drop_prob: float = 0.1  # condition dropout for classifier-free guidance
     seed: int = 0
     hflip: bool = False
     precision: str = "auto"  # auto | fp32 | bf16
@@ -67,6 +68,7 @@ class TrainConfig:
     sample_steps: int = 25
     sampler: str = "ddim"
     final_steps: int = 50
+    sample_guidance_scale: float = 2.0
     keep_checkpoints: int = 2
     progress: bool = True
 
@@ -81,6 +83,8 @@ class TrainConfig:
             raise ConfigError(f"--lr must be > 0, got {self.lr}")
         if self.weighting not in WEIGHTINGS:
             raise ConfigError(f"unknown --weighting {self.weighting!r}; choose one of {WEIGHTINGS}")
+        if not 0.0 <= self.cond_drop_prob < 1.0:
+            raise ConfigError(f"--cond-drop-prob must be in [0, 1), got {self.cond_drop_prob}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ConfigError(f"unknown --precision {self.precision!r}; choose auto, fp32 or bf16")
         for name in ("sample_every", "checkpoint_every", "log_every", "keep_checkpoints"):
@@ -169,6 +173,13 @@ class Trainer:
         self.dataset = dataset if dataset is not None else load_dataset(
             train_config.data, model_config.unet.image_size, model_config.unet.in_channels)
         ds, u = self.dataset, model_config.unet
+        if model_config.conditioning == "class":
+            if ds.labels is None:
+                raise ConfigError(f"class conditioning needs class labels, but dataset {ds.name} has none "
+                                  "(put each class's images in its own sub-folder)")
+            if int(ds.labels.max()) >= u.num_classes:
+                raise ConfigError(f"dataset {ds.name} has label {int(ds.labels.max())} but the model has "
+                                  f"{u.num_classes} classes")
         if ds.channels != u.in_channels or ds.image_size != u.image_size:
             raise ConfigError(f"dataset {ds.name} has {ds.channels}×{ds.image_size}×{ds.image_size} images but the "
                               f"model expects {u.in_channels}×{u.image_size}×{u.image_size}")
@@ -220,7 +231,13 @@ class Trainer:
         idx = torch.randint(len(self.dataset), (self.cfg.batch_size,), generator=self.generator)
         flip = torch.rand(self.cfg.batch_size, generator=self.generator) < 0.5 if self.cfg.hflip else None
         x = self.dataset.batch(idx, flip).to(self.device, non_blocking=True)
-        return x, {}
+        cond = {}
+        if self.model_config.conditioning == "class":
+            labels = self.dataset.labels[idx].clone()
+            drop = torch.rand(len(idx), generator=self.generator) < self.cfg.cond_drop_prob
+            labels[drop] = self.model_config.unet.num_classes  # the null class
+            cond["class_labels"] = labels.to(self.device)
+        return x, cond
 
     def train_step(self) -> tuple[float, float]:
         for group in self.optimizer.param_groups:
@@ -240,8 +257,14 @@ class Trainer:
 
     def sample_grid(self, path: Path, n: int, steps: int) -> Path:
         pipe = DiffusionPipeline(self._ema_denoiser(), self.model_config)
-        images = pipe.generate(n=n, steps=steps, sampler=self.cfg.sampler, seed=self.cfg.seed, progress=False)
-        return save_grid(images, path, scale=2 if self.model_config.unet.image_size <= 32 else 1)
+        labels = None
+        if self.model_config.conditioning == "class":  # rows of classes 0, 1, 2, …
+            labels = torch.arange(n) % self.model_config.unet.num_classes
+        images = pipe.generate(n=n, steps=steps, sampler=self.cfg.sampler, seed=self.cfg.seed, progress=False,
+                               class_labels=labels, guidance_scale=self.cfg.sample_guidance_scale)
+        nrow = self.model_config.unet.num_classes if labels is not None and n % self.model_config.unet.num_classes == 0 \
+            else None
+        return save_grid(images, path, nrow=nrow, scale=2 if self.model_config.unet.image_size <= 32 else 1)
 
     def _ema_denoiser(self):
         from .parameterization import Denoiser
