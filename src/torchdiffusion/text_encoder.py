@@ -241,52 +241,52 @@ def _cache_key(unique: list[str], encoder: TextEncoder) -> str:
 
 
 def cached_encode(encoder: TextEncoder, captions: list[str], cache_path: str | Path,
-                  batch_size: int = 256) -> TextEmbedding:
+                  batch_size: int = 128) -> TextEmbedding:
     """``encoder.encode(captions)``, computed once per distinct caption and kept on disk.
 
-    The file (safetensors) holds the distinct captions' embeddings (sorted), with their token
-    axis cut to the longest caption, and a key hashing the distinct captions, the encoder's name,
-    ``max_length`` and ``dim``: a file with another key is recomputed and replaced (atomically).
-    Returns one row per caption, on the CPU.
+    The file (safetensors) holds the distinct captions' embeddings (sorted): the real tokens
+    only, packed as (T, D), with the masks and pooled vectors, and a key hashing the distinct
+    captions, the encoder's name, ``max_length`` and ``dim``: a file with another key (or an
+    unreadable one) is recomputed and replaced atomically. Returns one row per caption, on the CPU.
     """
     from safetensors import safe_open
     from safetensors.torch import save_file
 
     captions = [str(c) for c in captions]
+    if not captions:
+        raise ValueError("cached_encode needs at least one caption")
     unique = sorted(set(captions))
     where = {c: i for i, c in enumerate(unique)}
     index = torch.tensor([where[c] for c in captions], dtype=torch.long)
     key = _cache_key(unique, encoder)
     cache_path = Path(cache_path)
-    emb = None
+    stored = None
     if cache_path.is_file():
         try:
             with safe_open(str(cache_path), "pt") as f:
                 if (f.metadata() or {}).get("key") == key:
-                    emb = TextEmbedding(f.get_tensor("tokens"), f.get_tensor("mask"), f.get_tensor("pooled"))
+                    stored = {k: f.get_tensor(k) for k in ("packed", "mask", "pooled")}
         except Exception:  # unreadable or truncated cache: recompute
-            emb = None
-    if emb is None:
-        parts = [encoder.encode(unique[i:i + batch_size]).to("cpu") for i in range(0, len(unique), batch_size)]
-        full = TextEmbedding.cat(parts) if parts else None
-        if full is None:
-            raise ValueError("cached_encode needs at least one caption")
-        used = max(int(full.mask.sum(1).max()), 1)
-        emb = TextEmbedding(full.tokens[:, :used].contiguous(), full.mask[:, :used].contiguous(), full.pooled.contiguous())
+            stored = None
+    if stored is None:
+        # encode in order of length so that each batch pads little
+        order = sorted(range(len(unique)), key=lambda i: (len(unique[i]), i))
+        parts = [encoder.encode([unique[i] for i in order[j:j + batch_size]]).to("cpu")
+                 for j in range(0, len(order), batch_size)]
+        emb = TextEmbedding.cat(parts)[torch.argsort(torch.tensor(order))]
+        stored = {"packed": emb.tokens[emb.mask].contiguous(), "mask": emb.mask.contiguous(),
+                  "pooled": emb.pooled.contiguous()}
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=cache_path.name + ".", suffix=".tmp", dir=cache_path.parent)
         os.close(fd)
         try:
-            save_file({"tokens": emb.tokens, "mask": emb.mask, "pooled": emb.pooled}, tmp,
-                      metadata={"key": key, "encoder": encoder.name, "max_length": str(encoder.max_length),
-                                "count": str(len(unique))})
+            save_file(stored, tmp, metadata={"key": key, "encoder": encoder.name, "max_length": str(encoder.max_length),
+                                             "count": str(len(unique))})
             os.replace(tmp, cache_path)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    pad = encoder.max_length - emb.tokens.shape[1]
-    tokens, mask = emb.tokens, emb.mask
-    if pad > 0:
-        tokens = F.pad(tokens, (0, 0, 0, pad))
-        mask = F.pad(mask, (0, pad))
-    return TextEmbedding(tokens[index], mask[index], emb.pooled[index])
+    mask = stored["mask"]
+    tokens = stored["packed"].new_zeros(*mask.shape, stored["packed"].shape[-1])
+    tokens[mask] = stored["packed"]
+    return TextEmbedding(tokens[index], mask[index], stored["pooled"][index])
