@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import TorchDiffusionError
+from .errors import ConfigError, TorchDiffusionError
 
 __all__ = ["TextEmbedding", "TextEncoder", "MiniLMEncoder", "MissingDependencyError", "cached_encode",
            "minilm_model_path"]
@@ -190,7 +190,7 @@ class MiniLMEncoder(TextEncoder):
             config = json.loads((folder / "config.json").read_text())
         max_pos = int(config.get("max_position_embeddings", 512))
         if not 2 <= max_length <= max_pos:
-            raise ValueError(f"max_length must be in [2, {max_pos}], got {max_length}")
+            raise ConfigError(f"max_length must be in [2, {max_pos}], got {max_length}")
         self.max_length = int(max_length)
         self.device = torch.device(device)
         self.tokenizer = _load_tokenizer(tok_file)
@@ -213,7 +213,8 @@ class MiniLMEncoder(TextEncoder):
         encodings = self.tokenizer.encode_batch(prompts)
         for prompt, enc in zip(prompts, encodings):
             if enc.overflowing:
-                warnings.warn(f"prompt {prompt!r} is longer than the text encoder's max_length={self.max_length} "
+                shown = repr(prompt) if len(prompt) <= 80 else repr(prompt[:77]) + "..."
+                warnings.warn(f"prompt {shown} is longer than the text encoder's max_length={self.max_length} "
                               f"tokens and was truncated", stacklevel=2)
         ids = torch.tensor([e.ids for e in encodings], dtype=torch.long, device=self.device)
         mask = torch.tensor([e.attention_mask for e in encodings], dtype=torch.bool, device=self.device)
