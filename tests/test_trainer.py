@@ -118,7 +118,7 @@ def test_condition_dropout_rate_is_honoured(tmp_path, tiny_data):
     t = prepare_run(cfg, train_cfg(tmp_path / "c", cond_drop_prob=0.25, batch_size=64), dataset=tiny_data)
     dropped = total = 0
     for _ in range(100):
-        _, cond = t._batch()
+        _, cond, _, _ = t._batch()
         dropped += int((cond["class_labels"] == 10).sum())
         total += len(cond["class_labels"])
     assert abs(dropped / total - 0.25) < 0.02

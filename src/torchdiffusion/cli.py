@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import distributed
 from .errors import TorchDiffusionError
 
 
@@ -56,9 +57,12 @@ def _add_train(sub) -> None:
     o.add_argument("--ema-decay", type=float, default=0.999)
     o.add_argument("--weighting", choices=("simple", "min_snr"), default="min_snr")
     o.add_argument("--min-snr-gamma", type=float, default=5.0)
-    o.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                   help="auto = bf16 autocast where the CPU/GPU supports it")
-    o.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    o.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="auto = bf16 autocast where the CPU/GPU supports it; fp16 (CUDA) uses a gradient scaler")
+    o.add_argument("--grad-accum", type=int, default=1,
+                   help="split each process's share of --batch-size into this many micro-batches")
+    o.add_argument("--device", default="cpu",
+                   help="cpu or cuda (under torchrun each process takes the GPU of its LOCAL_RANK)")
     o.add_argument("--seed", type=int, default=0)
     r = p.add_argument_group("monitoring")
     r.add_argument("--sample-every", type=int, default=500, help="write a sample grid every N steps")
@@ -72,21 +76,34 @@ def _add_train(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from .datasets import load_dataset
-    from .model import ModelConfig
-    from .schedules import ScheduleConfig
-    from .trainer import TrainConfig, prepare_run
-    from .unet import UNetConfig
+    from .trainer import TrainConfig
 
     train_cfg = TrainConfig(
         data=args.data, out=args.out, steps=args.steps, minutes=args.minutes, batch_size=args.batch_size,
         lr=args.lr, warmup_steps=args.warmup_steps, grad_clip=args.grad_clip, ema_decay=args.ema_decay,
-        weighting=args.weighting, min_snr_gamma=args.min_snr_gamma, cond_drop_prob=args.cond_drop_prob, seed=args.seed, hflip=args.hflip,
+        weighting=args.weighting, min_snr_gamma=args.min_snr_gamma, cond_drop_prob=args.cond_drop_prob,
+        seed=args.seed, hflip=args.hflip,
         precision=args.precision, device=args.device, sample_every=args.sample_every,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, sample_n=args.sample_n,
-        sample_steps=args.sample_steps, final_steps=args.final_steps, progress=not args.no_progress)
+        sample_steps=args.sample_steps, final_steps=args.final_steps, progress=not args.no_progress,
+        grad_accum=args.grad_accum)
+    train_cfg.validate()
+    dist_info = distributed.init(args.device)
+    try:
+        return _run_training(args, train_cfg, dist_info)
+    finally:
+        distributed.cleanup(dist_info)
+
+
+def _run_training(args, train_cfg, dist_info) -> int:
+    from .datasets import load_dataset
+    from .model import ModelConfig
+    from .schedules import ScheduleConfig
+    from .trainer import prepare_run
+    from .unet import UNetConfig
+
     if args.resume:
-        trainer = prepare_run(None, train_cfg, resume=True)  # configs come from the checkpoint
+        trainer = prepare_run(None, train_cfg, resume=True, dist_info=dist_info)  # configs come from the checkpoint
     else:
         image_size = args.image_size or (28 if str(args.data).lower() == "mnist" else 32)
         dataset = load_dataset(args.data, image_size, args.channels)
@@ -104,12 +121,13 @@ def cmd_train(args) -> int:
         model_cfg = ModelConfig(unet=unet, schedule=ScheduleConfig(args.schedule, args.timesteps),
                                 parameterization=args.parameterization, class_names=dataset.class_names,
                                 conditioning=args.condition)
-        trainer = prepare_run(model_cfg, train_cfg, dataset=dataset)
+        trainer = prepare_run(model_cfg, train_cfg, dataset=dataset, dist_info=dist_info)
     t0 = time.perf_counter()
     model_dir = trainer.train()
-    print(f"trained {trainer.step} steps in {(time.perf_counter() - t0) / 60:.1f} min "
-          f"({trainer.step * trainer.cfg.batch_size / max(trainer.elapsed, 1e-9):.0f} images/s); "
-          f"model: {model_dir}; samples: {Path(trainer.cfg.out) / 'samples.png'}")
+    if dist_info.is_main:
+        print(f"trained {trainer.step} steps in {(time.perf_counter() - t0) / 60:.1f} min "
+              f"({trainer.step * trainer.cfg.batch_size / max(trainer.elapsed, 1e-9):.0f} images/s); "
+              f"model: {model_dir}; samples: {Path(trainer.cfg.out) / 'samples.png'}")
     return 0
 
 

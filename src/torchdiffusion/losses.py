@@ -49,16 +49,23 @@ def diffusion_loss(
     weighting: str = "simple",
     gamma: float = 5.0,
     generator: torch.Generator | None = None,
+    t: Tensor | None = None,
+    noise: Tensor | None = None,
     **cond,
 ) -> Tensor:
     """One Monte-Carlo estimate of the weighted denoising loss over a batch ``x0``.
 
-    Timesteps and noise are drawn from ``generator`` (on the CPU, so a seed gives the same
-    draw on any device and the training run is reproducible).
+    Timesteps ``t`` (integers in [0, T)) and ``noise`` may be given; otherwise they are drawn
+    from ``generator`` on the CPU, so a seed gives the same draw on any device and the
+    training run is reproducible.
     """
     b = x0.shape[0]
-    t = torch.randint(0, schedule.num_timesteps, (b,), generator=generator)
-    noise = torch.randn(x0.shape, generator=generator, dtype=torch.float32).to(x0.device, x0.dtype)
+    if t is None:
+        t = torch.randint(0, schedule.num_timesteps, (b,), generator=generator)
+    if noise is None:
+        noise = torch.randn(x0.shape, generator=generator, dtype=torch.float32)
+    t = t.cpu()
+    noise = noise.to(x0.device, x0.dtype)
     alpha_bar = schedule.alpha_bar[t].to(x0.device, torch.float32)
     alpha = append_dims(alpha_bar.sqrt(), x0.ndim)
     sigma_vp = append_dims((1 - alpha_bar).sqrt(), x0.ndim)

@@ -12,6 +12,7 @@ budget the final weights are bit-identical to those of an uninterrupted run.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import math
@@ -24,6 +25,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoint import (load_state_dict_strict, read_json, read_tensors, verify_checkpoint,
                          write_checkpoint)
 from .datasets import ImageDataset, load_dataset
@@ -59,7 +61,8 @@ class TrainConfig:
     cond_drop_prob: float = 0.1  # condition dropout for classifier-free guidance
     seed: int = 0
     hflip: bool = False
-    precision: str = "auto"  # auto | fp32 | bf16
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (CUDA, with a gradient scaler)
+    grad_accum: int = 1  # micro-batches per optimizer step (per process)
     device: str = "cpu"
     sample_every: int = 500
     checkpoint_every: int = 250
@@ -85,8 +88,12 @@ class TrainConfig:
             raise ConfigError(f"unknown --weighting {self.weighting!r}; choose one of {WEIGHTINGS}")
         if not 0.0 <= self.cond_drop_prob < 1.0:
             raise ConfigError(f"--cond-drop-prob must be in [0, 1), got {self.cond_drop_prob}")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ConfigError(f"unknown --precision {self.precision!r}; choose auto, fp32 or bf16")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ConfigError(f"unknown --precision {self.precision!r}; choose auto, fp32, bf16 or fp16")
+        if self.precision == "fp16" and not self.device.startswith("cuda"):
+            raise ConfigError("--precision fp16 needs --device cuda (on CPU use bf16 or fp32)")
+        if self.grad_accum < 1:
+            raise ConfigError(f"--grad-accum must be ≥ 1, got {self.grad_accum}")
         for name in ("sample_every", "checkpoint_every", "log_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be ≥ 1")
@@ -111,6 +118,8 @@ def resolve_precision(precision: str, device: str) -> torch.dtype | None:
         return None
     if precision == "bf16":
         return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
     return torch.bfloat16 if bf16_supported() else None
@@ -161,15 +170,22 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> No
 class Trainer:
     """Holds the training state; :meth:`train` runs the loop."""
 
-    def __init__(self, model_config: ModelConfig, train_config: TrainConfig, dataset: ImageDataset | None = None):
+    def __init__(self, model_config: ModelConfig, train_config: TrainConfig, dataset: ImageDataset | None = None,
+                 dist_info: distributed.DistInfo | None = None):
         train_config.validate()
         model_config.validate()
         self.cfg = train_config
         self.model_config = model_config
         self.out = Path(train_config.out)
-        self.device = torch.device(train_config.device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
+        if train_config.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError("--device cuda was given but no CUDA GPU is available; use --device cpu")
+        self.dist = dist_info or distributed.DistInfo()
+        self.micro_batch = distributed.check_batch(train_config.batch_size, self.dist.world_size,
+                                                   train_config.grad_accum)
+        device = train_config.device
+        if device == "cuda" and self.dist.enabled:
+            device = f"cuda:{self.dist.local_rank}"
+        self.device = torch.device(device)
         self.dataset = dataset if dataset is not None else load_dataset(
             train_config.data, model_config.unet.image_size, model_config.unet.in_channels)
         ds, u = self.dataset, model_config.unet
@@ -187,10 +203,17 @@ class Trainer:
         self.denoiser = build_denoiser(model_config).to(self.device)
         self.network = self.denoiser.network
         self.ema = EMA(self.network, train_config.ema_decay)
+        self.ddp = None
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.ddp = DistributedDataParallel(
+                self.network, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=train_config.lr,
                                            weight_decay=train_config.weight_decay)
         self.generator = torch.Generator().manual_seed(train_config.seed)
         self.autocast_dtype = resolve_precision(train_config.precision, train_config.device)
+        self.scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype == torch.float16 else None
         self.step = 0
         self.elapsed = 0.0
 
@@ -227,33 +250,68 @@ class Trainer:
         self.ema.num_updates = int(state["ema_updates"])
 
     # --- the loop ----------------------------------------------------------------------
-    def _batch(self) -> tuple[torch.Tensor, dict]:
-        idx = torch.randint(len(self.dataset), (self.cfg.batch_size,), generator=self.generator)
-        flip = torch.rand(self.cfg.batch_size, generator=self.generator) < 0.5 if self.cfg.hflip else None
-        x = self.dataset.batch(idx, flip).to(self.device, non_blocking=True)
-        cond = {}
+    def _batch(self) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor]:
+        """This process's slice of the global batch: images, conditions, timesteps, noise.
+
+        Every random draw is made for the whole global batch from the run's one generator,
+        in a fixed order, and then sliced by rank, so N processes see exactly the batch one
+        process would (and a resumed run the batch an uninterrupted one would).
+        """
+        b = self.cfg.batch_size
+        idx = torch.randint(len(self.dataset), (b,), generator=self.generator)
+        flip = torch.rand(b, generator=self.generator) < 0.5 if self.cfg.hflip else None
+        drop = None
         if self.model_config.conditioning == "class":
+            drop = torch.rand(b, generator=self.generator) < self.cfg.cond_drop_prob
+        t = torch.randint(0, self.denoiser.schedule.num_timesteps, (b,), generator=self.generator)
+        shape = (b, self.dataset.channels, self.dataset.image_size, self.dataset.image_size)
+        noise = torch.randn(shape, generator=self.generator)
+        mine = slice(self.dist.rank * b // self.dist.world_size, (self.dist.rank + 1) * b // self.dist.world_size)
+        idx, t, noise = idx[mine], t[mine], noise[mine]
+        x = self.dataset.batch(idx, None if flip is None else flip[mine]).to(self.device, non_blocking=True)
+        cond = {}
+        if drop is not None:
             labels = self.dataset.labels[idx].clone()
-            drop = torch.rand(len(idx), generator=self.generator) < self.cfg.cond_drop_prob
-            labels[drop] = self.model_config.unet.num_classes  # the null class
+            labels[drop[mine]] = self.model_config.unet.num_classes  # the null class
             cond["class_labels"] = labels.to(self.device)
-        return x, cond
+        return x, cond, t, noise
 
     def train_step(self) -> tuple[float, float]:
+        """One optimizer step over the global batch (this rank's share, in micro-batches)."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.cfg)
-        x, cond = self._batch()
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.bfloat16,
-                            enabled=self.autocast_dtype is not None):
-            loss = diffusion_loss(self.network, self.denoiser.schedule, x, self.model_config.parameterization,
-                                  self.cfg.weighting, self.cfg.min_snr_gamma, generator=self.generator, **cond)
+        x, cond, t, noise = self._batch()
+        net = self.ddp or self.network
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        k, m = self.cfg.grad_accum, self.micro_batch
+        total = 0.0
+        for i in range(k):
+            part = slice(i * m, (i + 1) * m)
+            sync = i == k - 1 or self.ddp is None
+            ctx = contextlib.nullcontext() if sync else self.ddp.no_sync()
+            with ctx:
+                with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.bfloat16,
+                                    enabled=self.autocast_dtype is not None):
+                    loss = diffusion_loss(net, self.denoiser.schedule, x[part], self.model_config.parameterization,
+                                          self.cfg.weighting, self.cfg.min_snr_gamma, t=t[part], noise=noise[part],
+                                          **{key: v[part] for key, v in cond.items()})
+                loss = loss / k
+                (self.scaler.scale(loss) if self.scaler else loss).backward()
+            total += loss.detach()
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.cfg.grad_clip)
-        self.optimizer.step()
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self.ema.update(self.network)
         self.step += 1
-        return loss.item(), grad_norm.item()
+        if self.dist.enabled:  # report the global mean loss
+            torch.distributed.all_reduce(total)
+            total /= self.dist.world_size
+        return float(total), grad_norm.item()
 
     def sample_grid(self, path: Path, n: int, steps: int) -> Path:
         pipe = DiffusionPipeline(self._ema_denoiser(), self.model_config)
@@ -290,19 +348,23 @@ class Trainer:
         return fh, writer
 
     def train(self) -> Path:
-        """Run until the budget is spent; write the EMA model to ``OUT/model`` and ``OUT/samples.png``."""
-        cfg = self.cfg
+        """Run until the budget is spent; write the EMA model to ``OUT/model`` and ``OUT/samples.png``.
+
+        In a distributed run only rank 0 writes (log, grids, checkpoints, model); the others
+        wait at a barrier after each checkpoint, and rank 0 decides when a time budget ends.
+        """
+        cfg, main = self.cfg, self.dist.is_main
         if cfg.steps is None and cfg.minutes is None:
             cfg.minutes = 8.0
-        self.out.mkdir(parents=True, exist_ok=True)
-        log_fh, writer = self._open_log()
-        total = cfg.steps
-        bar = tqdm(total=total, initial=self.step, desc="training", unit="step", disable=not cfg.progress,
-                   dynamic_ncols=True)
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            log_fh, writer = self._open_log()
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="training", unit="step",
+                   disable=not (cfg.progress and main), dynamic_ncols=True)
         window_loss, window_n, window_t0, window_start = 0.0, 0, time.perf_counter(), self.step
         self.network.train()
         try:
-            while not self._budget_done():
+            while not distributed.any_rank(self._budget_done(), self.dist, self.device):
                 t0 = time.perf_counter()
                 loss, grad_norm = self.train_step()
                 if not math.isfinite(loss):
@@ -312,10 +374,9 @@ class Trainer:
                 window_loss += loss
                 window_n += 1
                 if cfg.minutes is not None and cfg.steps is None and self.step > 20:
-                    rate = self.step / max(self.elapsed, 1e-9)
-                    bar.total = int(cfg.minutes * 60 * rate)
+                    bar.total = int(cfg.minutes * 60 * self.step / max(self.elapsed, 1e-9))
                 bar.update(1)
-                if self.step % cfg.log_every == 0:
+                if main and self.step % cfg.log_every == 0:
                     dt = time.perf_counter() - window_t0
                     ips = (self.step - window_start) * cfg.batch_size / max(dt, 1e-9)
                     writer.writerow({"step": self.step, "elapsed_s": f"{self.elapsed:.2f}",
@@ -324,26 +385,39 @@ class Trainer:
                     log_fh.flush()
                     bar.set_postfix(loss=f"{window_loss / window_n:.4f}", img_s=f"{ips:.0f}")
                     window_loss, window_n, window_t0, window_start = 0.0, 0, time.perf_counter(), self.step
-                if self.step % cfg.sample_every == 0:
+                if main and self.step % cfg.sample_every == 0:
                     t0 = time.perf_counter()
                     self.sample_grid(self.out / "samples" / f"step-{self.step:07d}.png", cfg.sample_n, cfg.sample_steps)
                     self.elapsed += time.perf_counter() - t0
                 if self.step % cfg.checkpoint_every == 0:
-                    self.save_checkpoint()
+                    self._checkpoint_all_ranks()
         finally:
             bar.close()
-            log_fh.close()
+            if main:
+                log_fh.close()
         if not checkpoints_of(self.out) or checkpoints_of(self.out)[0][0] != self.step:
-            self.save_checkpoint()
-        model_dir = save_model(self.out / "model", self._ema_denoiser(), self.model_config)
-        grid = self.sample_grid(self.out / "samples.png", cfg.sample_n, cfg.final_steps)
-        log.info("trained %d steps in %.1f min; model in %s, samples in %s", self.step, self.elapsed / 60,
-                 model_dir, grid)
+            self._checkpoint_all_ranks()
+        if self.dist.enabled:
+            diff = distributed.max_weight_difference(self.network, self.dist)
+            if main:
+                log.info("weights across %d ranks: max |difference| = %.3g", self.dist.world_size, diff)
+        model_dir = self.out / "model"
+        if main:
+            save_model(model_dir, self._ema_denoiser(), self.model_config)
+            grid = self.sample_grid(self.out / "samples.png", cfg.sample_n, cfg.final_steps)
+            log.info("trained %d steps in %.1f min; model in %s, samples in %s", self.step, self.elapsed / 60,
+                     model_dir, grid)
+        distributed.barrier(self.dist)
         return model_dir
+
+    def _checkpoint_all_ranks(self) -> None:
+        if self.dist.is_main:
+            self.save_checkpoint()
+        distributed.barrier(self.dist)
 
 
 def prepare_run(model_config: ModelConfig | None, train_config: TrainConfig, resume: bool = False,
-                dataset: ImageDataset | None = None) -> Trainer:
+                dataset: ImageDataset | None = None, dist_info: distributed.DistInfo | None = None) -> Trainer:
     """Build a Trainer for a new run, or (``resume``) restore the run's latest checkpoint.
 
     A new run refuses an output folder that already holds checkpoints, so nothing is lost
@@ -361,15 +435,15 @@ def prepare_run(model_config: ModelConfig | None, train_config: TrainConfig, res
             saved_model = ModelConfig.from_dict(read_json(folder, "config"))
             saved_train = TrainConfig.from_dict(read_json(folder, "state")["train_config"])
             # the budget (steps/minutes) and progress display may change on resume
-            for name in ("steps", "minutes", "progress"):
+            for name in ("steps", "minutes", "progress", "device", "grad_accum"):
                 if getattr(train_config, name) is not None:
                     setattr(saved_train, name, getattr(train_config, name))
             saved_train.out = str(out)
-            trainer = Trainer(saved_model, saved_train, dataset)
+            trainer = Trainer(saved_model, saved_train, dataset, dist_info)
             trainer.load_checkpoint(folder)
             log.info("resumed %s at step %d", folder, trainer.step)
             return trainer
     elif existing:
         raise ConfigError(f"{out} already holds a training run (step {existing[0][0]}); pass --resume to continue "
                           "it or choose another --out")
-    return Trainer(model_config, train_config, dataset)
+    return Trainer(model_config, train_config, dataset, dist_info)
