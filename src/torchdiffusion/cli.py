@@ -45,8 +45,9 @@ def _add_train(sub) -> None:
     m.add_argument("--schedule", choices=("linear", "cosine", "sigmoid"), default="cosine")
     m.add_argument("--timesteps", type=int, default=1000, help="training timesteps T")
     m.add_argument("--parameterization", choices=("eps", "x0", "v"), default="v")
-    m.add_argument("--condition", choices=("none", "class"), default="none",
-                   help="class: class-conditional model (labels from the dataset) for classifier-free guidance")
+    m.add_argument("--condition", choices=("none", "class", "text"), default="none",
+                   help="class: labels from the dataset's sub-folders (or MNIST digits); text: captions (metadata.jsonl "
+                        "/ .txt beside images, twemoji names, MNIST templates) through a frozen MiniLM encoder")
     m.add_argument("--cond-drop-prob", type=float, default=0.1,
                    help="probability of dropping the condition in training (enables guidance)")
     o = p.add_argument_group("optimization")
@@ -118,9 +119,16 @@ def _run_training(args, train_cfg, dist_info) -> int:
                 raise ConfigError(f"--condition class needs labelled data; {args.data} has no classes "
                                   "(put each class's images in its own sub-folder)")
             unet.num_classes = dataset.num_classes
+        text_encoder = None
+        if args.condition == "text":
+            from .text_conditioning import DEFAULT_ENCODER, build_text_encoder
+
+            text_encoder = dict(DEFAULT_ENCODER)
+            dim = build_text_encoder(text_encoder).dim
+            unet.context_dim = unet.pooled_dim = dim
         model_cfg = ModelConfig(unet=unet, schedule=ScheduleConfig(args.schedule, args.timesteps),
                                 parameterization=args.parameterization, class_names=dataset.class_names,
-                                conditioning=args.condition)
+                                conditioning=args.condition, text_encoder=text_encoder)
         trainer = prepare_run(model_cfg, train_cfg, dataset=dataset, dist_info=dist_info)
     t0 = time.perf_counter()
     model_dir = trainer.train()
@@ -144,6 +152,8 @@ def _add_sample(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--class", dest="class_label", default=None,
                    help="class index or name for a class-conditional model; 'all' = rows of every class")
+    p.add_argument("--prompt", default=None, help="text prompt for a text-conditional model")
+    p.add_argument("--negative-prompt", default=None, help="what to steer away from (replaces the empty prompt in CFG)")
     p.add_argument("--guidance-scale", type=float, default=2.0,
                    help="classifier-free guidance scale w (1 = no guidance; used with --class)")
     p.add_argument("--guidance-rescale", type=float, default=0.0, help="guidance rescale φ in [0, 1]")
@@ -172,6 +182,7 @@ def cmd_sample(args) -> int:
     t0 = time.perf_counter()
     images = pipe.generate(n=args.n, steps=args.steps, sampler=args.sampler, seed=args.seed,
                            batch_size=args.batch_size, progress=not args.no_progress, class_labels=labels,
+                           prompt=args.prompt, negative_prompt=args.negative_prompt,
                            guidance_scale=args.guidance_scale, guidance_rescale=args.guidance_rescale)
     dt = time.perf_counter() - t0
     pipe.save_grid(images, args.out, nrow=nrow, scale=args.scale)

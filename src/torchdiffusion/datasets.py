@@ -19,7 +19,7 @@ from torch import Tensor
 from .errors import DataError
 
 MNIST_CLASS_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-BUNDLED = ("mnist",)
+BUNDLED = ("mnist", "twemoji")
 
 
 @dataclass
@@ -115,6 +115,12 @@ def load_dataset(spec: str | Path, image_size: int | None = None, channels: int 
         if channels not in (None, 1):
             ds.images = ds.images.expand(-1, channels, -1, -1).contiguous()
         return ds
+    if str(spec).lower() == "twemoji":
+        from .emoji import load_twemoji
+
+        if channels not in (None, 3):
+            raise DataError("twemoji is an RGB dataset: use --channels 3 (or leave it out)")
+        return load_twemoji(image_size or 32)
     from .image_folder import load_image_folder
 
     return load_image_folder(Path(spec), image_size=image_size or 32, channels=channels)

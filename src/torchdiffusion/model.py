@@ -24,6 +24,7 @@ class ModelConfig:
     parameterization: str = "v"
     class_names: list[str] | None = None
     conditioning: str = "none"  # none | class | text
+    text_encoder: dict | None = None  # e.g. {"name": "minilm", "max_length": 32} for text models
 
     def validate(self) -> None:
         self.unet.validate()
@@ -33,6 +34,8 @@ class ModelConfig:
             raise ConfigError(f"unknown conditioning {self.conditioning!r}; choose none, class or text")
         if self.conditioning == "class" and not self.unet.num_classes:
             raise ConfigError("class conditioning needs unet.num_classes")
+        if self.conditioning == "text" and not (self.unet.context_dim and self.text_encoder):
+            raise ConfigError("text conditioning needs unet.context_dim and a text_encoder")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -38,9 +38,17 @@ def initial_noise(shape: tuple[int, ...], generators: list[torch.Generator], sig
 class DiffusionPipeline:
     """A denoiser with its config, ready to sample."""
 
-    def __init__(self, denoiser: Denoiser, config: ModelConfig):
+    def __init__(self, denoiser: Denoiser, config: ModelConfig, text_encoder=None):
         self.denoiser = denoiser
         self.config = config
+        self.text_encoder = text_encoder  # loaded on first use for text models
+
+    def _encoder(self):
+        if self.text_encoder is None:
+            from .text_conditioning import build_text_encoder
+
+            self.text_encoder = build_text_encoder(self.config.text_encoder)
+        return self.text_encoder
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu") -> "DiffusionPipeline":
@@ -75,10 +83,28 @@ class DiffusionPipeline:
             raise ConfigError(f"class index {idx} is out of range: this model has classes 0..{cfg.unet.num_classes - 1}")
         return idx
 
+    def _prompt_conditions(self, n: int, prompt, negative_prompt) -> tuple[dict, dict]:
+        if self.config.conditioning != "text":
+            raise ConfigError(f"this model is not text-conditional (conditioning: {self.config.conditioning}); "
+                              "drop the prompt" + (" and give a class label" if self.config.conditioning == "class"
+                                                   else ""))
+        from .text_conditioning import prompt_conditions
+
+        prompts = [prompt] * n if isinstance(prompt, str) else list(prompt)
+        negs = [negative_prompt or ""] * n if negative_prompt is None or isinstance(negative_prompt, str) \
+            else list(negative_prompt)
+        if len(prompts) != n or len(negs) != n:
+            raise ConfigError(f"got {len(prompts)} prompts and {len(negs)} negative prompts for n={n} images")
+        enc = self._encoder()
+        return prompt_conditions(enc, prompts, self.device), prompt_conditions(enc, negs, self.device)
+
     def _conditions(self, n: int, class_labels) -> tuple[Tensor | None, Tensor | None]:
         """Per-sample (cond, uncond) class tensors, or (None, None) for an unconditional model."""
         cfg = self.config
         if class_labels is None:
+            if cfg.conditioning == "class":
+                raise ConfigError("this model is class-conditional: give a class label (--class), "
+                                  f"one of {cfg.class_names or list(range(cfg.unet.num_classes))}")
             return None, None
         if isinstance(class_labels, (int, str)):
             class_labels = [class_labels] * n
@@ -91,19 +117,29 @@ class DiffusionPipeline:
     @torch.no_grad()
     def generate(self, n: int = 16, steps: int = 50, sampler: str = "ddim", seed: int = 0,
                  batch_size: int = 64, progress: bool = True, callback: Callable | None = None,
-                 sampler_kwargs: dict | None = None, class_labels=None, guidance_scale: float = 1.0,
-                 guidance_rescale: float = 0.0) -> Tensor:
+                 sampler_kwargs: dict | None = None, class_labels=None, prompt=None, negative_prompt=None,
+                 guidance_scale: float = 1.0, guidance_rescale: float = 0.0) -> Tensor:
         """Generate ``n`` images in [-1, 1], shape (n, C, H, W).
 
         ``class_labels``: one label (index or name) for all images or one per image, for a
         class-conditional model; ``guidance_scale`` w of classifier-free guidance (1 = plain
         conditional, 0 = unconditional), computed in one batched forward per step.
+        ``prompt`` (a string or one per image) and ``negative_prompt`` for a text model.
         """
         if n < 1:
             raise ConfigError(f"n must be ≥ 1, got {n}")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be ≥ 1, got {batch_size}")
-        labels, null = self._conditions(n, class_labels)
+        if prompt is not None and class_labels is not None:
+            raise ConfigError("give a class label or a prompt, not both")
+        text_cond = text_uncond = None
+        if prompt is not None:
+            text_cond, text_uncond = self._prompt_conditions(n, prompt, negative_prompt)
+            labels = None
+        else:
+            if self.config.conditioning == "text" and class_labels is None:
+                raise ConfigError("this model is text-conditional: give a prompt (--prompt)")
+            labels, null = self._conditions(n, class_labels)
         fn = sampling.get_sampler(sampler)
         sigmas = self.sigmas(steps, sampler)
         gens = seeded_generators(seed, n)
@@ -121,8 +157,11 @@ class DiffusionPipeline:
             g = gens[start:start + batch_size]
             x = initial_noise(self.image_shape, g, float(sigmas[0]), self.device)
             denoiser = self.denoiser
-            if labels is not None:
-                sl = slice(start, start + len(g))
+            sl = slice(start, start + len(g))
+            if text_cond is not None:
+                denoiser = CFGDenoiser(self.denoiser, {k: v[sl] for k, v in text_cond.items()},
+                                       {k: v[sl] for k, v in text_uncond.items()}, guidance_scale, guidance_rescale)
+            elif labels is not None:
                 denoiser = CFGDenoiser(self.denoiser, {"class_labels": labels[sl].to(self.device)},
                                        {"class_labels": null[sl].to(self.device)}, guidance_scale, guidance_rescale)
             out.append(fn(denoiser, x, sigmas, generator=g, callback=on_step, **(sampler_kwargs or {})).cpu())

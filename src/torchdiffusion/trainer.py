@@ -199,6 +199,11 @@ class Trainer:
         if ds.channels != u.in_channels or ds.image_size != u.image_size:
             raise ConfigError(f"dataset {ds.name} has {ds.channels}×{ds.image_size}×{ds.image_size} images but the "
                               f"model expects {u.in_channels}×{u.image_size}×{u.image_size}")
+        self.text = None
+        if model_config.conditioning == "text":
+            from .text_conditioning import TextConditioner, build_text_encoder
+
+            self.text = TextConditioner(build_text_encoder(model_config.text_encoder), ds, cache_dir=self.out)
         torch.manual_seed(train_config.seed)
         self.denoiser = build_denoiser(model_config).to(self.device)
         self.network = self.denoiser.network
@@ -260,9 +265,11 @@ class Trainer:
         b = self.cfg.batch_size
         idx = torch.randint(len(self.dataset), (b,), generator=self.generator)
         flip = torch.rand(b, generator=self.generator) < 0.5 if self.cfg.hflip else None
-        drop = None
-        if self.model_config.conditioning == "class":
+        drop = caption = None
+        if self.model_config.conditioning in ("class", "text"):
             drop = torch.rand(b, generator=self.generator) < self.cfg.cond_drop_prob
+        if self.text is not None:
+            caption = self.text.draw(idx, drop, self.generator)
         t = torch.randint(0, self.denoiser.schedule.num_timesteps, (b,), generator=self.generator)
         shape = (b, self.dataset.channels, self.dataset.image_size, self.dataset.image_size)
         noise = torch.randn(shape, generator=self.generator)
@@ -270,7 +277,9 @@ class Trainer:
         idx, t, noise = idx[mine], t[mine], noise[mine]
         x = self.dataset.batch(idx, None if flip is None else flip[mine]).to(self.device, non_blocking=True)
         cond = {}
-        if drop is not None:
+        if caption is not None:
+            cond = self.text.cond(caption[mine], self.device)
+        elif drop is not None:
             labels = self.dataset.labels[idx].clone()
             labels[drop[mine]] = self.model_config.unet.num_classes  # the null class
             cond["class_labels"] = labels.to(self.device)
@@ -315,13 +324,25 @@ class Trainer:
 
     def sample_grid(self, path: Path, n: int, steps: int) -> Path:
         pipe = DiffusionPipeline(self._ema_denoiser(), self.model_config)
-        labels = None
+        labels = prompts = None
+        nrow = None
         if self.model_config.conditioning == "class":  # rows of classes 0, 1, 2, …
-            labels = torch.arange(n) % self.model_config.unet.num_classes
+            k = self.model_config.unet.num_classes
+            labels = torch.arange(n) % k
+            nrow = k if n % k == 0 else None
+        elif self.text is not None:  # a few of the training captions, one per column
+            if self.dataset.name == "mnist":
+                from .captions import TRAIN_TEMPLATES, _fill
+
+                prompts = [_fill(TRAIN_TEMPLATES[0], c) for c in range(10)]
+            else:
+                step = max(1, len(self.text.unique) // 8)
+                prompts = self.text.unique[::step][:8]
+            nrow = len(prompts)
+            prompts = [prompts[i % len(prompts)] for i in range(n)]
+            pipe.text_encoder = self.text.encoder
         images = pipe.generate(n=n, steps=steps, sampler=self.cfg.sampler, seed=self.cfg.seed, progress=False,
-                               class_labels=labels, guidance_scale=self.cfg.sample_guidance_scale)
-        nrow = self.model_config.unet.num_classes if labels is not None and n % self.model_config.unet.num_classes == 0 \
-            else None
+                               class_labels=labels, prompt=prompts, guidance_scale=self.cfg.sample_guidance_scale)
         return save_grid(images, path, nrow=nrow, scale=2 if self.model_config.unet.image_size <= 32 else 1)
 
     def _ema_denoiser(self):
