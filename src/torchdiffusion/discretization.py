@@ -67,6 +67,12 @@ def _with_zero(sigmas: Tensor) -> Tensor:
     return torch.cat([sigmas.to(torch.float64), sigmas.new_zeros(1, dtype=torch.float64)])
 
 
+def _exact_ends(sigmas: Tensor, sigma_min: float, sigma_max: float) -> Tensor:
+    """Pin the ends to σ_max and σ_min exactly (the formulas round by an ulp or so)."""
+    sigmas[0], sigmas[-1] = sigma_max, sigma_min
+    return sigmas
+
+
 def _single(sigma_max: float) -> Tensor:
     """One step: straight from σ_max to 0 (the only grid with steps = 1)."""
     return _with_zero(torch.tensor([sigma_max], dtype=torch.float64))
@@ -82,7 +88,7 @@ def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7
         return _single(sigma_max)
     ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
     lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
-    return _with_zero((hi + ramp * (lo - hi)) ** rho)
+    return _with_zero(_exact_ends((hi + ramp * (lo - hi)) ** rho, sigma_min, sigma_max))
 
 
 def exponential_sigmas(steps: int, sigma_min: float, sigma_max: float) -> Tensor:
@@ -97,7 +103,7 @@ def logsnr_sigmas(steps: int, sigma_min: float, sigma_max: float) -> Tensor:
     if steps == 1:
         return _single(sigma_max)
     lambdas = torch.linspace(-math.log(sigma_max), -math.log(sigma_min), steps, dtype=torch.float64)
-    return _with_zero(torch.exp(-lambdas))
+    return _with_zero(_exact_ends(torch.exp(-lambdas), sigma_min, sigma_max))
 
 
 def polyexponential_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 1.0) -> Tensor:
@@ -109,7 +115,8 @@ def polyexponential_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: 
     if steps == 1:
         return _single(sigma_max)
     ramp = torch.linspace(1, 0, steps, dtype=torch.float64) ** rho
-    return _with_zero(torch.exp(math.log(sigma_min) + ramp * (math.log(sigma_max) - math.log(sigma_min))))
+    sigmas = torch.exp(math.log(sigma_min) + ramp * (math.log(sigma_max) - math.log(sigma_min)))
+    return _with_zero(_exact_ends(sigmas, sigma_min, sigma_max))
 
 
 def angle_sigmas(steps: int, sigma_min: float, sigma_max: float, sigma_data: float = 0.5, rho: float = 1.0) -> Tensor:
@@ -126,9 +133,7 @@ def angle_sigmas(steps: int, sigma_min: float, sigma_max: float, sigma_data: flo
         return _single(sigma_max)
     hi, lo = math.atan(sigma_max / sigma_data), math.atan(sigma_min / sigma_data)
     ramp = torch.linspace(0, 1, steps, dtype=torch.float64) ** rho
-    sigmas = sigma_data * torch.tan(hi + ramp * (lo - hi))
-    sigmas[0], sigmas[-1] = sigma_max, sigma_min  # exact ends despite rounding in tan/atan
-    return _with_zero(sigmas)
+    return _with_zero(_exact_ends(sigma_data * torch.tan(hi + ramp * (lo - hi)), sigma_min, sigma_max))
 
 
 def schedule_sigmas(schedule: NoiseSchedule, steps: int, spacing: str = "linspace") -> Tensor:
@@ -136,6 +141,8 @@ def schedule_sigmas(schedule: NoiseSchedule, steps: int, spacing: str = "linspac
     steps = _check_steps(steps)
     if spacing not in T_SPACINGS:
         raise ConfigError(f"unknown timestep spacing {spacing!r}; choose one of {', '.join(T_SPACINGS)}")
+    if steps == 1 and spacing != "leading":  # one step: from the top (linspace would pick t = 0)
+        return _single(schedule.sigma_max)
     ts = schedule.timesteps_for_steps(steps, spacing)
     return _with_zero(schedule.sigmas[ts])
 

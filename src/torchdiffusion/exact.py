@@ -288,16 +288,17 @@ def solve_ode(denoiser, x: Tensor, sigma_from: float, sigma_to: float = 0.0, ste
     return y.to(x.dtype)
 
 
+def _sorted_projections(x: Tensor, theta: Tensor) -> Tensor:
+    """Projections of the samples onto each direction, sorted: (projections, n)."""
+    return (theta.T @ x.reshape(x.shape[0], -1).to(torch.float64).T).sort(dim=1).values
+
+
 def sliced_wasserstein(a: Tensor, b: Tensor, projections: int = 256, generator: torch.Generator | None = None) -> float:
     """Sliced 2-Wasserstein distance between two equally sized sample sets (Rabin et al.
     2011; Bonneel et al. 2015): sqrt of the mean over random unit directions θ of W₂²
     between the 1-D projections ⟨a, θ⟩ and ⟨b, θ⟩ (sorted-sample matching)."""
-    a = a.reshape(a.shape[0], -1).to(torch.float64)
-    b = b.reshape(b.shape[0], -1).to(torch.float64)
-    if a.shape != b.shape:
+    if a.shape[0] != b.shape[0] or a[0].numel() != b[0].numel():
         raise ConfigError(f"sliced_wasserstein needs equal sample sets, got {tuple(a.shape)} and {tuple(b.shape)}")
-    theta = torch.randn(a.shape[1], projections, generator=generator, dtype=torch.float64)
+    theta = torch.randn(a[0].numel(), projections, generator=generator, dtype=torch.float64)
     theta = theta / theta.norm(dim=0, keepdim=True)
-    pa, _ = (a @ theta).sort(dim=0)
-    pb, _ = (b @ theta).sort(dim=0)
-    return float(((pa - pb) ** 2).mean().sqrt())
+    return float((_sorted_projections(a, theta) - _sorted_projections(b, theta)).pow(2).mean().sqrt())

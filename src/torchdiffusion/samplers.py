@@ -23,7 +23,8 @@ integral. Network evaluations (NFE) per grid of n steps (n+1 entries):
 =====================  ======================================
 sampler                NFE
 =====================  ======================================
-heun                   2n - 1 (no correction on the step to 0)
+heun                   ≤ 2n - 1 (no correction on the step to 0, on steps
+                       spanning > 10× in σ, nor into σ_min when n < 15)
 all others             n
 =====================  ======================================
 
@@ -247,13 +248,19 @@ def sample_euler(denoiser, x: Tensor, sigmas: Tensor, *, generator=None, callbac
 @torch.no_grad()
 def sample_heun(denoiser, x: Tensor, sigmas: Tensor, *, generator=None, callback: Callable | None = None,
                 cond: dict | None = None, s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = float("inf"),
-                s_noise: float = 1.0) -> Tensor:
+                s_noise: float = 1.0, lower_order_final: bool = True, max_step_ratio: float = 10.0) -> Tensor:
     """Heun's 2nd-order method, EDM's sampler (Karras et al. 2022, Alg. 1; Alg. 2 with churn):
 
         d_i = (x_i - D(x_i, σ_i))/σ_i,   x' = x_i + (σ_{i+1} - σ_i) d_i,
         x_{i+1} = x_i + (σ_{i+1} - σ_i) (d_i + d')/2,   d' = (x' - D(x', σ_{i+1}))/σ_{i+1},
 
-    with the plain Euler step on the last step to σ = 0 (Alg. 1, line 7). NFE = 2·steps - 1.
+    with the plain Euler step (no correction, one evaluation) on the last step to σ = 0
+    (Alg. 1, line 7); on a step that spans more than ``max_step_ratio`` in σ (the trapezoidal
+    rule assumes d linear in σ; from a cosine schedule's σ_max ≈ 2·10⁴ to σ ≈ 7 it multiplies
+    the small change of d by a step of 2·10⁴); and, on grids of fewer than
+    :data:`LOWER_ORDER_FINAL_STEPS` steps, on the step into σ_min, where d' is taken at a tiny σ
+    from an Euler prediction made with a large step and the correction inflates the variance.
+    NFE = 2·steps - 1 minus those uncorrected steps (:meth:`SamplerSpec.nfe` counts them).
     ``s_churn`` > 0 adds EDM's stochastic churn (Alg. 2; S_tmin, S_tmax, S_noise).
     """
     run = _Run(denoiser, x, sigmas, cond, callback)
@@ -263,7 +270,7 @@ def sample_heun(denoiser, x: Tensor, sigmas: Tensor, *, generator=None, callback
         denoised = run.denoise(x, sigma, i)
         d = (x - denoised) / sigma
         x_euler = x + (sigma_next - sigma) * d
-        if sigma_next == 0:
+        if not _heun_corrects(run.sigmas, i, lower_order_final, max_step_ratio):
             x = x_euler
         else:
             denoised_next = run.denoise(x_euler, sigma_next, i)
@@ -271,6 +278,15 @@ def sample_heun(denoiser, x: Tensor, sigmas: Tensor, *, generator=None, callback
             x = x + (sigma_next - sigma) * 0.5 * (d + d_next)
         run.report(i, x, denoised)
     return x
+
+
+def _heun_corrects(sigmas: Tensor, i: int, lower_order_final: bool = True, max_step_ratio: float = 10.0) -> bool:
+    """Whether Heun takes its 2nd-order correction on step i of ``sigmas`` (see :func:`sample_heun`)."""
+    sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+    steps = len(sigmas) - 1
+    stiff_final = (lower_order_final and steps < LOWER_ORDER_FINAL_STEPS and float(sigmas[-1]) == 0
+                   and i + 2 == steps)
+    return sigma_next > 0 and sigma <= max_step_ratio * sigma_next and not stiff_final
 
 
 def _ancestral_split(sigma: float, sigma_next: float, eta: float) -> tuple[float, float]:
@@ -741,9 +757,17 @@ class SamplerSpec:
             grid = "karras"
         return get_sigmas(model, grid, steps, **grid_kwargs)
 
-    def nfe(self, steps: int) -> int:
-        """Network evaluations for a grid of ``steps`` noise levels ending in 0."""
-        return 2 * steps - 1 if self.fn is sample_heun else steps
+    def nfe(self, steps: int, sigmas: Tensor | None = None) -> int:
+        """Network evaluations on ``sigmas`` (default: this sampler's grid for a generic VP
+        model would differ only for Heun, so pass the grid you sample on to count Heun exactly).
+        One per step; Heun adds one per corrected step (:func:`sample_heun`)."""
+        if self.fn is not sample_heun:
+            return steps
+        if sigmas is None:  # without a grid: Heun's usual count, 2·steps - 1 less the short-grid final
+            return 2 * steps - 1 - int(self.kwargs.get("lower_order_final", True) and 2 <= steps < LOWER_ORDER_FINAL_STEPS)
+        lof = self.kwargs.get("lower_order_final", True)
+        ratio = self.kwargs.get("max_step_ratio", 10.0)
+        return steps + sum(_heun_corrects(sigmas, i, lof, ratio) for i in range(len(sigmas) - 1))
 
 
 SAMPLERS: dict[str, Callable] = {
