@@ -17,8 +17,10 @@ probability-flow ODE (EDM eq. 4) reads
     dx/dσ = (x - D(x, σ))/σ,       equivalently     dx/dλ = D(x, λ) - x,
 
 and its exact solution over one step is x_{i+1} = e^{-h} x_i + ∫_0^h e^{-(h-τ)} D(λ_i+τ) dτ
-(DPM-Solver++, Lu et al. 2022b, eq. 8). The solvers differ in how they approximate D in that
-integral. Network evaluations (NFE) per grid of n steps (n+1 entries):
+(DPM-Solver++, Lu et al. 2022b, eq. 8). The exponential integrators (DDIM, DPM++, UniPC)
+differ in how they approximate D in that integral; LMS/PLMS/Euler/Heun integrate dx/dσ;
+:func:`sample_abm` (the default) integrates the ODE in the angle φ = arctan(σ/σ_data).
+Network evaluations (NFE) per grid of n steps (n+1 entries):
 
 =====================  ======================================
 sampler                NFE
@@ -29,8 +31,9 @@ all others             n
 =====================  ======================================
 
 Registry: :data:`SAMPLER_REGISTRY` maps the names users know from web UIs and diffusers
-("DPM++ 2M Karras", "Euler a", "UniPC", …) to (function, σ-grid, keyword arguments);
-:func:`resolve_sampler` accepts those names and our snake names, case-insensitively.
+("DPM++ 2M Karras", "Euler a", "UniPC", …) to a :class:`SamplerSpec` (function, σ-grid,
+keyword arguments, diffusers equivalent); :func:`resolve_sampler` accepts those names and
+the function names, case-insensitively. docs/samplers.md has the table and the benchmark.
 """
 from __future__ import annotations
 
