@@ -210,13 +210,13 @@ class ProtoAttentionBlock(AttentionBlock):
         return self.proj(h).add_(x)
 
 
-def make_proto(model: UNet) -> UNet:
-    """A copy of ``model`` whose blocks run the prototype forwards (weights shared by value)."""
+def make_proto(model: UNet, resblocks: bool = True, attention: bool = True) -> UNet:
+    """A copy of ``model`` whose blocks run the prototype forwards (same weights)."""
     proto = copy.deepcopy(model)
     for m in proto.modules():
-        if type(m) is ResBlock:
+        if type(m) is ResBlock and resblocks:
             m.__class__ = ProtoResBlock
-        elif type(m) is AttentionBlock:
+        elif type(m) is AttentionBlock and attention:
             m.__class__ = ProtoAttentionBlock
     return proto
 
@@ -302,7 +302,8 @@ def randomize_zero_init(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
-def make_variants(cfg: UNetConfig, use_compile: bool, variants: list[str] | None) -> list[Variant]:
+def make_variants(cfg: UNetConfig, use_compile: bool, variants: list[str] | None,
+                  ablation: bool = False) -> list[Variant]:
     def ours(cond: bool) -> nn.Module:
         torch.manual_seed(0)
         c = copy.deepcopy(cfg)
@@ -328,6 +329,12 @@ def make_variants(cfg: UNetConfig, use_compile: bool, variants: list[str] | None
         Variant("diffusers bf16", "diffusers", True, False, diff),
         Variant("diffusers bf16 CL", "diffusers", True, True, diff, kinds=no_dpm),
     ]
+    if ablation:  # the prototype's parts one at a time, and bf16 weights for sampling
+        vs += [Variant("proto-resblock bf16", "ours", True, False, lambda c: make_proto(ours(c), attention=False)),
+               Variant("proto-attention bf16", "ours", True, False, lambda c: make_proto(ours(c), resblocks=False)),
+               Variant("proto bf16 CL", "ours", True, True, proto),
+               Variant("ours bf16 weights", "ours", True, False,
+                       lambda c: ours(c).to(torch.bfloat16), kinds=("forward", "dpm"))]
     if use_compile:
         vs += [Variant("ours bf16 compiled", "ours", True, False, ours, compiled=True),
                Variant("proto bf16 compiled", "ours", True, False, proto, compiled=True),
@@ -650,6 +657,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=8, help="alternating repeats for train/forward (batch ≤ 64)")
     p.add_argument("--large-repeats", type=int, default=3, help="alternating repeats for train/forward at batch > 64")
     p.add_argument("--compile", action="store_true", help="add torch.compile variants (minutes to compile per shape)")
+    p.add_argument("--ablation", action="store_true",
+                   help="add the prototype's parts separately and a bf16-weights variant (sampling)")
     p.add_argument("--quick", action="store_true", help="smoke test: tiny batches, 1 repeat")
     p.add_argument("--full", action="store_true",
                    help=f"every variant on every task (default: 20-step runs at batch > 64 and on the larger "
@@ -689,7 +698,7 @@ def main(argv: list[str] | None = None) -> int:
     names = list(CONFIGS) if args.config == "all" else [args.config]
     all_variants = {}
     for name in names:
-        variants = all_variants[name] = make_variants(CONFIGS[name], args.compile, args.variants)
+        variants = all_variants[name] = make_variants(CONFIGS[name], args.compile, args.variants, args.ablation)
         cfg_tasks = tasks
         if name != "mnist" and not args.tasks and not args.quick and not args.full:
             # the larger model costs ~6× per image: keep its run to the smaller batches
