@@ -23,17 +23,23 @@ Tasks (images/s):
               it gives the same result.
 
 Variants: ``ours``/``diffusers`` × fp32 (diffusers' default use) / bf16 autocast (what our
-trainer does on CPUs with AVX512-BF16 or AMX) / + channels_last; ``ours-proto`` is a
-prototype of the U-Net changes proposed in docs/performance.md, built here as subclasses
-(same weights, same FLOPs, outputs checked against the original); ``--compile`` adds
+trainer does on CPUs with AVX512-BF16 or AMX) / + channels_last; ``proto`` is a
+prototype of U-Net changes considered in docs/performance.md, built here as subclasses
+(same weights, same FLOPs, outputs checked against the original; ``--ablation`` times its
+attention and ResBlock parts separately: the attention part helps, the ResBlock part does
+not); ``--compile`` adds
 ``torch.compile`` variants of both. The machine's peak is measured in the same run (large
 fp32/bf16 matmul and 3×3 conv) and each variant's achieved GFLOP/s is given as a
 fraction of the peak of its compute dtype.
 
-    python benchmarks/throughput.py                  # MNIST model, all tasks (~5 min on 2 cores)
+    python benchmarks/throughput.py                  # MNIST model, all tasks (~3 min on 2 idle cores)
     python benchmarks/throughput.py --config all     # + a 3×32×32, 64/128/128 model
     python benchmarks/throughput.py --quick          # smoke test (tiny batches, 1 repeat)
+    python benchmarks/throughput.py --threads 1      # steadier on a machine shared with other jobs
+    python benchmarks/throughput.py --ablation       # + the prototype's parts separately
     python benchmarks/throughput.py --profile        # + torch.profiler op tables
+
+Results and analysis: docs/performance.md.
 
 Needs ``diffusers`` (``pip install diffusers``).
 """
@@ -170,8 +176,12 @@ class DiffusersNet(nn.Module):
 class ProtoResBlock(ResBlock):
     """ResBlock with (1) GroupNorm's affine folded into the scale-shift, so norm2 → scale →
     shift is one GroupNorm without affine + one ``addcmul`` instead of GroupNorm + mul + add
-    (one pass over the activation instead of three), and (2) without autograd (sampling) the
-    SiLUs and the residual add done in place (no fresh activation-sized buffers)."""
+    (one pass over the activation instead of two), and (2) without autograd (sampling) the
+    SiLUs and the residual add done in place (no fresh activation-sized buffers).
+
+    Measured (docs/performance.md): 3-5% *slower* than ``ResBlock`` on this CPU, since the
+    broadcasting bf16 ``addcmul`` kernel costs more than the mul + add it replaces; kept so
+    that the negative result can be reproduced (``--ablation``)."""
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         inplace = not torch.is_grad_enabled()
