@@ -65,7 +65,11 @@ class DiffusionPipeline:
         return (u.in_channels, u.image_size, u.image_size)
 
     def sigmas(self, steps: int, sampler: str = "ddim") -> Tensor:
-        return self.denoiser.schedule.sigmas_for_steps(steps)
+        """The σ-grid that ``sampler`` is registered with ("DDIM": trailing timesteps, "DPM++ 2M
+        Karras": Karras ρ = 7, "ABM": the angle grid, …), inside this model's trained range."""
+        if steps < 1:
+            raise ConfigError(f"steps must be ≥ 1, got {steps}")
+        return sampling.sampler_sigmas(sampler, self.denoiser, steps)
 
     def class_index(self, label: int | str) -> int:
         """A class label given as an index or a class name → its index, checked against the model."""
