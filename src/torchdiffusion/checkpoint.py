@@ -8,9 +8,11 @@ manifest and every checksum; nothing is ever unpickled.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from . import faults
 from .errors import CheckpointError
 
 FORMAT = "torchdiffusion"
@@ -58,38 +61,109 @@ def write_checkpoint(folder: Path, tensors: dict[str, dict[str, torch.Tensor]], 
     ``tensors`` and ``{name}.json`` for each entry of ``jsons``; ``kind`` names what it is
     ('model', 'training-checkpoint', …) and is checked on load."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale(folder.parent)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+    except OSError as exc:
+        raise _write_error(folder, exc) from None
+    old = None
     try:
         files = {}
         for name, tdict in tensors.items():
             path = tmp / f"{name}.safetensors"
             save_file({k: v.detach().contiguous().cpu() for k, v in tdict.items()}, str(path))
             files[path.name] = path
+            faults.point("checkpoint-file")
         for name, obj in jsons.items():
             path = tmp / f"{name}.json"
             path.write_text(json.dumps(obj, indent=2, sort_keys=True))
             files[path.name] = path
+            faults.point("checkpoint-file")
         for path in files.values():
             _fsync(path)
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind,
                     "files": {n: _sha256(p) for n, p in files.items()}}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
         _fsync(tmp / MANIFEST)
-        old = None
+        faults.point("checkpoint-commit")
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
             os.replace(folder, old)
         os.replace(tmp, folder)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and old.exists() and not folder.exists():
+            os.replace(old, folder)  # put the previous version back
+        if isinstance(exc, OSError):  # disk full, read-only, quota, I/O error: a one-line message
+            raise _write_error(folder, exc) from None
         raise
     return folder
+
+
+def _write_error(folder: Path, exc: OSError) -> CheckpointError:
+    why = exc.strerror or str(exc)
+    hint = {errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some disk space (quota exceeded)",
+            errno.EROFS: "the file system is read-only: choose a writable folder",
+            errno.EACCES: "no permission: choose a writable folder"}.get(exc.errno, "check the disk and folder")
+    return CheckpointError(f"{folder}: cannot write it ({why}): {hint}, then run again (a training run: "
+                           "with --resume). Nothing already on disk was changed.")
+
+
+_STALE_RE = re.compile(r"^\.(.+)\.(tmp|old|trash)-(\d+)$")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def clean_stale(parent: Path) -> list[Path]:
+    """Tidy what a killed writer left in ``parent``: delete the hidden ``.NAME.tmp-PID`` and
+    ``.NAME.trash-PID`` entries of processes no longer alive, and move a ``.NAME.old-PID`` (the
+    previous version, moved aside just before the new one was renamed in) back to ``NAME`` when
+    ``NAME`` is missing. Returns the entries deleted."""
+    removed = []
+    try:
+        entries = sorted(Path(parent).iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        m = _STALE_RE.match(p.name)
+        if not m or _alive(int(m.group(3))):
+            continue
+        target = p.with_name(m.group(1))
+        if m.group(2) == "old" and not target.exists():
+            os.replace(p, target)
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
+def remove_checkpoint(folder: Path) -> None:
+    """Delete a checkpoint folder so that a kill at any moment leaves no half-deleted checkpoint:
+    it is first renamed to a hidden name (atomic), then removed."""
+    folder = Path(folder)
+    trash = folder.with_name(f".{folder.name}.trash-{os.getpid()}")
+    os.replace(folder, trash)
+    faults.point("checkpoint-prune")
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def verify_checkpoint(folder: Path, kind: str | None = None) -> dict:

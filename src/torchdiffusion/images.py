@@ -10,6 +10,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from . import faults
+
 
 def to_uint8(x: Tensor) -> Tensor:
     """[-1, 1] float (N, C, H, W) → uint8, rounding to nearest."""
@@ -57,5 +59,6 @@ def save_image(img: Image.Image, path: Path, pnginfo=None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     img.save(tmp, format="PNG", pnginfo=pnginfo)
+    faults.point("png")
     os.replace(tmp, path)
     return path

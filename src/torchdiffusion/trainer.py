@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import distributed
-from .checkpoint import (load_state_dict_strict, read_json, read_tensors, verify_checkpoint,
-                         write_checkpoint)
+from . import distributed, faults
+from .checkpoint import (atomic_write_text, load_state_dict_strict, read_json, read_tensors, remove_checkpoint,
+                         verify_checkpoint, write_checkpoint)
 from .datasets import ImageDataset, load_dataset
 from .ema import EMA
 from .errors import CheckpointError, ConfigError, TorchDiffusionError
@@ -39,7 +39,7 @@ from .pipeline import DiffusionPipeline
 log = logging.getLogger("torchdiffusion")
 CHECKPOINT_KIND = "training-checkpoint"
 _CKPT_RE = re.compile(r"^step-(\d+)$")
-LOG_FIELDS = ["step", "elapsed_s", "loss", "lr", "grad_norm", "images_per_s"]
+LOG_FIELDS = ["step", "elapsed_s", "loss", "lr", "grad_norm", "images_per_s", "nan_skipped"]
 
 
 @dataclass
@@ -48,6 +48,7 @@ class TrainConfig:
 
     data: str = "mnist"
     out: str = "runs/mnist"
+    vae: str | None = None  # a train-vae folder: train on its latents (latent.LatentTrainer)
     steps: int | None = None  # stop after this many optimizer steps …
     minutes: float | None = None  # … or after this much training wall time (default 8 min)
     batch_size: int = 64
@@ -74,6 +75,7 @@ class TrainConfig:
     sample_guidance_scale: float = 2.0
     keep_checkpoints: int = 2
     progress: bool = True
+    max_nan_steps: int = 5  # stop after this many consecutive non-finite (skipped) steps
 
     def validate(self) -> None:
         if self.steps is not None and self.steps < 1:
@@ -94,7 +96,7 @@ class TrainConfig:
             raise ConfigError("--precision fp16 needs --device cuda (on CPU use bf16 or fp32)")
         if self.grad_accum < 1:
             raise ConfigError(f"--grad-accum must be ≥ 1, got {self.grad_accum}")
-        for name in ("sample_every", "checkpoint_every", "log_every", "keep_checkpoints"):
+        for name in ("sample_every", "checkpoint_every", "log_every", "keep_checkpoints", "max_nan_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be ≥ 1")
 
@@ -221,21 +223,20 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype == torch.float16 else None
         self.step = 0
         self.elapsed = 0.0
+        self.nan_skipped = 0  # steps skipped for a non-finite loss or gradient, over the whole run
 
     # --- checkpoints -------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
         opt_tensors, opt_meta = _optimizer_tensors(self.optimizer)
         rng = {"generator": self.generator.get_state(), "torch_cpu": torch.get_rng_state()}
         state = {"step": self.step, "elapsed_s": self.elapsed, "ema_updates": self.ema.num_updates,
-                 "optimizer": opt_meta, "train_config": asdict(self.cfg)}
+                 "optimizer": opt_meta, "train_config": asdict(self.cfg), "nan_skipped": self.nan_skipped}
         folder = self.out / "checkpoints" / f"step-{self.step:07d}"
         write_checkpoint(folder, {"model": self.network.state_dict(), "ema": self.ema.model.state_dict(),
                                   "optimizer": opt_tensors, "rng": rng},
                          {"config": self.model_config.to_dict(), "state": state}, kind=CHECKPOINT_KIND)
         for _, old in checkpoints_of(self.out)[self.cfg.keep_checkpoints:]:
-            import shutil
-
-            shutil.rmtree(old, ignore_errors=True)
+            remove_checkpoint(old)  # renamed aside first: a kill never leaves a half-deleted checkpoint
         return folder
 
     def load_checkpoint(self, folder: Path) -> None:
@@ -253,6 +254,7 @@ class Trainer:
         self.step = int(state["step"])
         self.elapsed = float(state["elapsed_s"])
         self.ema.num_updates = int(state["ema_updates"])
+        self.nan_skipped = int(state.get("nan_skipped", 0))
 
     # --- the loop ----------------------------------------------------------------------
     def _batch(self) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor]:
@@ -273,6 +275,10 @@ class Trainer:
         t = torch.randint(0, self.denoiser.schedule.num_timesteps, (b,), generator=self.generator)
         shape = (b, self.dataset.channels, self.dataset.image_size, self.dataset.image_size)
         noise = torch.randn(shape, generator=self.generator)
+        task = self.model_config.image_condition  # inpaint / superres models: see tasks/conditioning_data.py
+        if task:
+            from .tasks import conditioning_data
+            draws = conditioning_data.draw(task, shape, self.generator)
         mine = slice(self.dist.rank * b // self.dist.world_size, (self.dist.rank + 1) * b // self.dist.world_size)
         idx, t, noise = idx[mine], t[mine], noise[mine]
         x = self.dataset.batch(idx, None if flip is None else flip[mine]).to(self.device, non_blocking=True)
@@ -283,6 +289,8 @@ class Trainer:
             labels = self.dataset.labels[idx].clone()
             labels[drop[mine]] = self.model_config.unet.num_classes  # the null class
             cond["class_labels"] = labels.to(self.device)
+        if task:
+            cond["cond_image"] = conditioning_data.build(task, x, draws, mine)
         return x, cond, t, noise
 
     def train_step(self) -> tuple[float, float]:
@@ -310,6 +318,13 @@ class Trainer:
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.cfg.grad_clip)
+        if self._non_finite(total, grad_norm):  # skip the update: no optimizer or EMA step; train() counts it
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler:
+                self.scaler.update()  # lowers the fp16 loss scale, as for any overflow
+            self.step += 1
+            return float("nan"), float("nan")
+        faults.point("step")
         if self.scaler:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -322,8 +337,29 @@ class Trainer:
             total /= self.dist.world_size
         return float(total), grad_norm.item()
 
+    def _non_finite(self, loss, grad_norm: torch.Tensor) -> bool:
+        """True (on every rank) when the loss or, without an fp16 scaler (which handles its own
+        overflows), the gradient norm is NaN/Inf on any rank."""
+        bad = not math.isfinite(float(loss)) or (self.scaler is None and not math.isfinite(grad_norm.item()))
+        if self.dist.enabled:
+            flag = torch.tensor([float(bad)], device=self.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            bad = bool(flag.item())
+        return bad
+
+    def make_pipeline(self) -> DiffusionPipeline:
+        """The EMA model as a pipeline (a latent trainer's also holds its VAE)."""
+        return DiffusionPipeline(self._ema_denoiser(), self.model_config)
+
+    def export_model(self, model_dir: Path) -> Path:
+        """Write the exported model folder (a latent trainer writes a pipeline folder)."""
+        return save_model(model_dir, self._ema_denoiser(), self.model_config)
+
     def sample_grid(self, path: Path, n: int, steps: int) -> Path:
-        pipe = DiffusionPipeline(self._ema_denoiser(), self.model_config)
+        if self.model_config.image_condition:  # inpaint / superres: rows of (input, output, truth)
+            from .tasks.conditioning_data import sample_grid
+            return sample_grid(self, path, n, steps)
+        pipe = self.make_pipeline()
         labels = prompts = None
         nrow = None
         if self.model_config.conditioning == "class":  # rows of classes 0, 1, 2, …
@@ -361,12 +397,15 @@ class Trainer:
         if path.exists() and self.step > 0:  # keep the rows up to the resumed step
             with open(path, newline="") as fh:
                 rows = [r for r in csv.DictReader(fh) if r.get("step", "").isdigit() and int(r["step"]) <= self.step]
-        fh = open(path, "w", newline="")
-        writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
+        import io
+
+        text = io.StringIO()  # rewritten atomically, then appended to: a kill never loses the earlier rows
+        writer = csv.DictWriter(text, fieldnames=LOG_FIELDS)
         writer.writeheader()
         writer.writerows({k: r.get(k, "") for k in LOG_FIELDS} for r in rows)
-        fh.flush()
-        return fh, writer
+        atomic_write_text(path, text.getvalue())
+        fh = open(path, "a", newline="")
+        return fh, csv.DictWriter(fh, fieldnames=LOG_FIELDS)
 
     def train(self) -> Path:
         """Run until the budget is spent; write the EMA model to ``OUT/model`` and ``OUT/samples.png``.
@@ -383,28 +422,41 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, desc="training", unit="step",
                    disable=not (cfg.progress and main), dynamic_ncols=True)
         window_loss, window_n, window_t0, window_start = 0.0, 0, time.perf_counter(), self.step
+        nan_run = 0  # consecutive skipped steps
         self.network.train()
         try:
             while not distributed.any_rank(self._budget_done(), self.dist, self.device):
                 t0 = time.perf_counter()
                 loss, grad_norm = self.train_step()
-                if not math.isfinite(loss):
-                    raise TorchDiffusionError(
-                        f"loss became {loss} at step {self.step}: lower --lr (now {cfg.lr}) or use --precision fp32")
                 self.elapsed += time.perf_counter() - t0
-                window_loss += loss
-                window_n += 1
+                if math.isfinite(loss):
+                    nan_run = 0
+                    window_loss += loss
+                    window_n += 1
+                else:  # train_step skipped this update
+                    self.nan_skipped += 1
+                    nan_run += 1
+                    log.warning("step %d: non-finite loss or gradient; update skipped (%d in a row, %d in all)",
+                                self.step, nan_run, self.nan_skipped)
+                    if nan_run >= cfg.max_nan_steps:
+                        raise TorchDiffusionError(
+                            f"loss or gradients were NaN/Inf for {nan_run} steps in a row (up to step {self.step}; "
+                            f"the last good checkpoint is kept): lower --lr (now {cfg.lr}) or --grad-clip, and with "
+                            f"bf16/fp16 autocast (--precision {cfg.precision}) try --precision fp32; also check the "
+                            "data for NaN/Inf pixels. --max-nan-steps sets how many are tolerated")
                 if cfg.minutes is not None and cfg.steps is None and self.step > 20:
                     bar.total = int(cfg.minutes * 60 * self.step / max(self.elapsed, 1e-9))
                 bar.update(1)
                 if main and self.step % cfg.log_every == 0:
                     dt = time.perf_counter() - window_t0
                     ips = (self.step - window_start) * cfg.batch_size / max(dt, 1e-9)
+                    mean_loss = window_loss / window_n if window_n else float("nan")
                     writer.writerow({"step": self.step, "elapsed_s": f"{self.elapsed:.2f}",
-                                     "loss": f"{window_loss / window_n:.5f}", "lr": f"{lr_at(self.step - 1, cfg):.3g}",
-                                     "grad_norm": f"{grad_norm:.4f}", "images_per_s": f"{ips:.1f}"})
+                                     "loss": f"{mean_loss:.5f}", "lr": f"{lr_at(self.step - 1, cfg):.3g}",
+                                     "grad_norm": f"{grad_norm:.4f}", "images_per_s": f"{ips:.1f}",
+                                     "nan_skipped": self.nan_skipped})
                     log_fh.flush()
-                    bar.set_postfix(loss=f"{window_loss / window_n:.4f}", img_s=f"{ips:.0f}")
+                    bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{ips:.0f}")
                     window_loss, window_n, window_t0, window_start = 0.0, 0, time.perf_counter(), self.step
                 if main and self.step % cfg.sample_every == 0:
                     t0 = time.perf_counter()
@@ -424,7 +476,7 @@ class Trainer:
                 log.info("weights across %d ranks: max |difference| = %.3g", self.dist.world_size, diff)
         model_dir = self.out / "model"
         if main:
-            save_model(model_dir, self._ema_denoiser(), self.model_config)
+            self.export_model(model_dir)
             grid = self.sample_grid(self.out / "samples.png", cfg.sample_n, cfg.final_steps)
             log.info("trained %d steps in %.1f min; model in %s, samples in %s", self.step, self.elapsed / 60,
                      model_dir, grid)
@@ -456,15 +508,24 @@ def prepare_run(model_config: ModelConfig | None, train_config: TrainConfig, res
             saved_model = ModelConfig.from_dict(read_json(folder, "config"))
             saved_train = TrainConfig.from_dict(read_json(folder, "state")["train_config"])
             # the budget (steps/minutes) and progress display may change on resume
-            for name in ("steps", "minutes", "progress", "device", "grad_accum"):
+            for name in ("steps", "minutes", "progress", "device", "grad_accum", "max_nan_steps"):
                 if getattr(train_config, name) is not None:
                     setattr(saved_train, name, getattr(train_config, name))
             saved_train.out = str(out)
-            trainer = Trainer(saved_model, saved_train, dataset, dist_info)
+            trainer = trainer_class(saved_train)(saved_model, saved_train, dataset, dist_info)
             trainer.load_checkpoint(folder)
             log.info("resumed %s at step %d", folder, trainer.step)
             return trainer
     elif existing:
         raise ConfigError(f"{out} already holds a training run (step {existing[0][0]}); pass --resume to continue "
                           "it or choose another --out")
-    return Trainer(model_config, train_config, dataset, dist_info)
+    return trainer_class(train_config)(model_config, train_config, dataset, dist_info)
+
+
+def trainer_class(train_config: TrainConfig) -> type[Trainer]:
+    """:class:`Trainer`, or :class:`latent.LatentTrainer` for a run on a VAE's latents."""
+    if train_config.vae:
+        from .latent import LatentTrainer
+
+        return LatentTrainer
+    return Trainer
