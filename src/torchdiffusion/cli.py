@@ -8,9 +8,7 @@ import time
 from pathlib import Path
 
 from . import distributed
-from .cli_tasks import add_task_commands
 from .errors import TorchDiffusionError
-from .vae_cli import add_vae_commands
 
 
 def _int_tuple(text: str) -> tuple[int, ...]:
@@ -33,8 +31,6 @@ def _add_train(sub) -> None:
     d.add_argument("--channels", type=int, choices=(1, 3), default=None,
                    help="1 (grayscale) or 3 (RGB); default: from the data")
     d.add_argument("--hflip", action="store_true", help="random horizontal flips")
-    d.add_argument("--vae", default=None, metavar="DIR",
-                   help="latent diffusion: train on the latents of this train-vae run (OUT/model becomes a pipeline)")
     b = p.add_argument_group("budget")
     b.add_argument("--minutes", type=float, default=None, help="training wall-time budget (default 8 if no --steps)")
     b.add_argument("--steps", type=int, default=None, help="number of optimizer steps")
@@ -54,10 +50,6 @@ def _add_train(sub) -> None:
                         "/ .txt beside images, twemoji names, MNIST templates) through a frozen MiniLM encoder")
     m.add_argument("--cond-drop-prob", type=float, default=0.1,
                    help="probability of dropping the condition in training (enables guidance)")
-    m.add_argument("--task", choices=("inpaint", "superres"), default=None,
-                   help="train an image-conditioned model: inpaint (random masks as extra inputs) or superres "
-                        "(SR3: the upsampled low-res image as extra inputs); see docs/editing.md")
-    m.add_argument("--sr-factor", type=int, default=4, help="upscale factor of a --task superres model")
     o = p.add_argument_group("optimization")
     o.add_argument("--batch-size", type=int, default=64)
     o.add_argument("--lr", type=float, default=2e-3)
@@ -93,7 +85,7 @@ def cmd_train(args) -> int:
         data=args.data, out=args.out, steps=args.steps, minutes=args.minutes, batch_size=args.batch_size,
         lr=args.lr, warmup_steps=args.warmup_steps, grad_clip=args.grad_clip, ema_decay=args.ema_decay,
         weighting=args.weighting, min_snr_gamma=args.min_snr_gamma, cond_drop_prob=args.cond_drop_prob,
-        seed=args.seed, hflip=args.hflip, vae=args.vae,
+        seed=args.seed, hflip=args.hflip,
         precision=args.precision, device=args.device, sample_every=args.sample_every,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, sample_n=args.sample_n,
         sample_steps=args.sample_steps, final_steps=args.final_steps, progress=not args.no_progress,
@@ -117,14 +109,8 @@ def _run_training(args, train_cfg, dist_info) -> int:
         trainer = prepare_run(None, train_cfg, resume=True, dist_info=dist_info)  # configs come from the checkpoint
     else:
         image_size = args.image_size or (28 if str(args.data).lower() == "mnist" else 32)
-        unet_size = unet_channels = None
-        if args.vae:  # the U-Net works on the VAE's latents (pixel size defaults to the VAE's)
-            from .latent import latent_geometry
-
-            image_size, unet_size, unet_channels = latent_geometry(args.vae, args.image_size)
         dataset = load_dataset(args.data, image_size, args.channels)
-        unet = UNetConfig(image_size=unet_size or image_size, in_channels=unet_channels or dataset.channels,
-                          base_channels=args.base_channels,
+        unet = UNetConfig(image_size=image_size, in_channels=dataset.channels, base_channels=args.base_channels,
                           channel_mult=args.channel_mult, num_res_blocks=args.num_res_blocks,
                           attention_resolutions=(), dropout=args.dropout)
         unet.attention_resolutions = (args.attention_resolutions if args.attention_resolutions is not None
@@ -145,9 +131,6 @@ def _run_training(args, train_cfg, dist_info) -> int:
         model_cfg = ModelConfig(unet=unet, schedule=ScheduleConfig(args.schedule, args.timesteps),
                                 parameterization=args.parameterization, class_names=dataset.class_names,
                                 conditioning=args.condition, text_encoder=text_encoder)
-        if getattr(args, "task", None):
-            from .tasks.conditioning_data import apply_task
-            apply_task(model_cfg, args.task, args.sr_factor, latent=bool(getattr(args, "vae", None)))
         trainer = prepare_run(model_cfg, train_cfg, dataset=dataset, dist_info=dist_info)
     t0 = time.perf_counter()
     model_dir = trainer.train()
@@ -212,26 +195,6 @@ def cmd_sample(args) -> int:
     return 0
 
 
-def _add_samplers(sub) -> None:
-    p = sub.add_parser("samplers", help="list the sampler names (with their σ-grids and diffusers equivalents)",
-                       description="Every name `--sampler` accepts: the familiar names (as in diffusers and web "
-                                   "UIs), their σ-grid and the diffusers scheduler configuration they match. Case, "
-                                   "'_' and '-' do not matter.")
-    p.set_defaults(func=cmd_samplers)
-
-
-def cmd_samplers(args) -> int:
-    from .samplers import DEFAULT_SAMPLER, SAMPLER_REGISTRY, _REGISTRY_ROWS
-
-    width = max(len(row[0]) for row in _REGISTRY_ROWS)
-    for name, *_ in _REGISTRY_ROWS:
-        spec = SAMPLER_REGISTRY[name]
-        kind = "stochastic" if spec.stochastic else "deterministic"
-        mark = "  (default)" if name == DEFAULT_SAMPLER else ""
-        print(f"{name:<{width}}  {spec.grid:<11} {kind:<13} diffusers: {spec.diffusers}{mark}")
-    return 0
-
-
 def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="FID, KID, precision/recall (and class accuracy) of a trained model",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -288,9 +251,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_sample(sub)
     _add_eval(sub)
-    _add_samplers(sub)
-    add_vae_commands(sub)
-    add_task_commands(sub)
     return parser
 
 
