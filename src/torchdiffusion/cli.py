@@ -105,9 +105,14 @@ def _run_training(args, train_cfg, dist_info) -> int:
     from .trainer import prepare_run
     from .unet import UNetConfig
 
-    if args.resume:
+    from .trainer import checkpoints_of
+
+    if args.resume and checkpoints_of(Path(args.out)):
         trainer = prepare_run(None, train_cfg, resume=True, dist_info=dist_info)  # configs come from the checkpoint
     else:
+        if args.resume:  # killed before its first checkpoint: start it again from these arguments
+            logging.getLogger("torchdiffusion").warning("%s: no checkpoint to resume from; starting a new run",
+                                                        args.out)
         image_size = args.image_size or (28 if str(args.data).lower() == "mnist" else 32)
         dataset = load_dataset(args.data, image_size, args.channels)
         unet = UNetConfig(image_size=image_size, in_channels=dataset.channels, base_channels=args.base_channels,

@@ -1,0 +1,150 @@
+"""Super-resolution ×f of a low-resolution image (e.g. 7×7 → 28×28 for f = 4).
+
+Degradation model: A = average pooling over f×f blocks (what :func:`downsample` computes, and
+what the benchmark feeds in). Two methods:
+
+* ``sr3``: a model trained to denoise the high-resolution image given the low-resolution
+  one (Saharia et al. 2021, "Image Super-Resolution via Iterative Refinement", §2: the
+  bicubic-upsampled low-resolution image is concatenated to the network input). With noise
+  conditioning augmentation (Ho et al. 2021, "Cascaded Diffusion Models", §3.2): in
+  training the low-resolution image is corrupted as ŷ = y + s ε with s drawn per sample, and
+  the network is told s through one extra constant input plane; at sampling a small s
+  (``aug_level``) makes the model robust to the mismatch between its training degradation and
+  real inputs. ``cond_image = [bicubic_f(y + s ε), s·1]``. Train with
+  ``torchdiffusion train --task superres --sr-factor 4``.
+* ``projection``: zero-shot, for any unconditional model (DDNM, Wang et al. 2023,
+  "Zero-Shot Image Restoration Using Denoising Diffusion Null-Space Model", eq. 10): every
+  prediction is projected onto the solutions of A x = y,
+
+      D'(x, σ) = D(x, σ) + A†(y - A D(x, σ)),     A† = nearest-neighbour upsampling by f,
+
+  (A† is the pseudo-inverse of block averaging: A A† = I), so only the null space of A (the
+  detail inside each block) comes from the model. The output satisfies A x = y (up to the final
+  clamp to [-1, 1]). Limits: exact only for the block-average degradation (a bicubic or
+  blurred downsampling breaks A x = y and leaves ringing), noise-free y (noise in y is
+  copied into the output; DDNM⁺ would handle it), and the model's resolution fixed (×f of
+  the model's image size over f).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import ConfigError
+from .common import (Counter, TaskResult, Wrapper, as_images, conditioned, generators, image_condition, model_size,
+                     noise, resolve, run_sampler, task_sigmas)
+
+
+def downsample(images: Tensor, factor: int) -> Tensor:
+    """A x: average over ``factor``×``factor`` blocks (sizes must be divisible)."""
+    h, w = images.shape[-2:]
+    if factor < 1 or h % factor or w % factor:
+        raise ConfigError(f"a {h}×{w} image cannot be downsampled by {factor} (sizes must be multiples of it)")
+    return F.avg_pool2d(images, factor)
+
+
+def upsample_nearest(images: Tensor, factor: int) -> Tensor:
+    """A† y: each low-resolution pixel repeated over its ``factor``×``factor`` block."""
+    return F.interpolate(images, scale_factor=factor, mode="nearest")
+
+
+def upsample_bicubic(images: Tensor, factor: int) -> Tensor:
+    """The bicubic baseline (and SR3's conditioning input), clamped to [-1, 1]."""
+    return F.interpolate(images, scale_factor=factor, mode="bicubic", align_corners=False).clamp(-1, 1)
+
+
+def sr_cond_image(lowres: Tensor, factor: int, aug_level: Tensor | float, z: Tensor | None = None) -> Tensor:
+    """SR3's condition [bicubic_f(y + s z), s·1] with per-sample augmentation level s."""
+    s = torch.as_tensor(aug_level, dtype=lowres.dtype, device=lowres.device)
+    s = s.expand(lowres.shape[0]) if s.ndim == 0 else s
+    s4 = s.reshape(-1, 1, 1, 1)
+    noisy = lowres if z is None else lowres + s4 * z
+    up = upsample_bicubic(noisy, factor)
+    return torch.cat([up, s4.expand(-1, 1, *up.shape[-2:])], dim=1)
+
+
+class ProjectionDenoiser(Wrapper):
+    """DDNM's range-space projection D'(x, σ) = D + A†(y - A D) (see the module docstring)."""
+
+    def __init__(self, denoiser, lowres: Tensor, factor: int):
+        super().__init__(denoiser)
+        self.lowres, self.factor = lowres, int(factor)
+
+    def forward(self, x: Tensor, sigma, **cond) -> Tensor:
+        return project(self.denoiser(x, sigma, **cond), self.lowres, self.factor)
+
+
+def project(x: Tensor, lowres: Tensor, factor: int) -> Tensor:
+    """x + A†(y - A x): the closest image to x (in L2) whose block averages are y."""
+    return x + upsample_nearest(lowres - downsample(x, factor), factor)
+
+
+@torch.no_grad()
+def upscale(model, lowres, factor: int | None = None, *, steps: int = 50, sampler: str = "ddim", seed: int = 0,
+            method: str = "auto", aug_level: float = 0.0, class_labels=None, prompt=None,
+            guidance_scale: float = 1.0, sampler_kwargs: dict | None = None) -> TaskResult:
+    """Super-resolve ``lowres`` (N, C, h, w in [-1, 1]) by ``factor`` to the model's size.
+
+    ``method``: 'sr3' (a model trained with --task superres), 'projection' (zero-shot DDNM
+    for any other model) or 'auto' (sr3 for an SR model, else projection). ``factor``
+    defaults to the SR model's, or model size / h; an SR model refuses another factor.
+    """
+    denoiser, pipe = resolve(model)
+    channels = pipe.config.unet.in_channels if pipe is not None else None
+    y = as_images(lowres, channels, "low-resolution image")
+    cfg = image_condition(pipe) or {}
+    kind = cfg.get("kind")
+    if method == "auto":
+        method = "sr3" if kind == "superres" else "projection"
+    if method not in ("sr3", "projection"):
+        raise ConfigError(f"unknown upscaling method {method!r}; choose auto, sr3 or projection")
+    h, w = y.shape[-2:]
+    size = model_size(pipe)
+    if method == "sr3":
+        if kind != "superres":
+            raise ConfigError("method 'sr3' needs a super-resolution model (trained with --task superres); "
+                              "use method 'projection' for this model")
+        trained = int(cfg["factor"])
+        if factor is not None and int(factor) != trained:
+            raise ConfigError(f"this super-resolution model was trained for ×{trained}, not ×{factor} "
+                              f"(it takes {size // trained}×{size // trained} inputs)")
+        factor = trained
+    elif kind is not None:
+        raise ConfigError(f"this model is a {kind} model (its input needs a condition image); projection "
+                          "needs an unconditional, class or text model")
+    if factor is None:
+        if size is None:
+            raise ConfigError("give the upscale factor (the denoiser has no image size)")
+        if size % h:
+            raise ConfigError(f"a {h}×{w} image cannot be upscaled to the model's {size}×{size} by an integer factor")
+        factor = size // h
+    factor = int(factor)
+    if factor < 1:
+        raise ConfigError(f"the upscale factor must be ≥ 1, got {factor}")
+    if size is not None and (h * factor, w * factor) != (size, size):
+        raise ConfigError(f"a {h}×{w} image upscaled ×{factor} is {h * factor}×{w * factor}, but the model works "
+                          f"at {size}×{size}: give {size // factor}×{size // factor} inputs for ×{factor}")
+    if method == "sr3" and not 0.0 <= float(aug_level) <= float(cfg.get("aug_max", 1.0)):
+        raise ConfigError(f"aug_level must be in [0, {cfg.get('aug_max', 1.0)}] (the levels the model was trained "
+                          f"on), got {aug_level}")
+    dev = pipe.device if pipe is not None else torch.device("cpu")
+    y = y.to(dev)
+    n = y.shape[0]
+    gens = generators(seed, n)
+    cond_image = None
+    if method == "sr3":
+        z = noise(y.shape[1:], generators(seed + 10**6, n)).to(dev) if aug_level > 0 else None
+        cond_image = sr_cond_image(y, factor, float(aug_level), z)
+    d = conditioned(denoiser, pipe, n, class_labels, prompt, guidance_scale=guidance_scale, cond_image=cond_image)
+    if method == "projection":
+        d = ProjectionDenoiser(d, y, factor)
+    d = Counter(d)
+    sigmas = task_sigmas(denoiser, pipe, sampler, steps)
+    shape = (y.shape[1], h * factor, w * factor)
+    x = (noise(shape, gens) * float(sigmas[0])).to(dev)
+    out = run_sampler(sampler, d, x, sigmas, gens, sampler_kwargs).clamp(-1, 1)
+    if method == "projection":
+        out = project(out, y, factor).clamp(-1, 1)
+    return TaskResult(out.cpu(), d.nfe, {"method": method, "factor": factor, "sigmas": sigmas,
+                                         "aug_level": float(aug_level) if method == "sr3" else None})
