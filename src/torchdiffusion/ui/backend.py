@@ -299,3 +299,176 @@ class Backend:
         img = img.resize((nw, nh), resample)
         left, top = (nw - w) // 2, (nh - h) // 2
         return img.crop((left, top, left + w, top + h))
+
+    # ---------------------------------------------------------------- editing tasks
+
+    @staticmethod
+    def available_tasks() -> dict[str, str | None]:
+        """Editing task → None if :mod:`torchdiffusion.tasks` provides it, else why not."""
+        out = {}
+        for task, attr in [("img2img", "img2img"), ("inpaint", "inpaint"), ("upscale", "upscale"),
+                           ("denoise", "denoise"), ("interpolate", "interpolate_seeds")]:
+            try:
+                import torchdiffusion.tasks as tasks
+
+                out[task] = None if hasattr(tasks, attr) else f"torchdiffusion.tasks has no {attr} yet"
+            except ImportError as exc:
+                out[task] = f"torchdiffusion.tasks is not available ({exc})"
+        return out
+
+    def _task_request(self, req: GenerateRequest) -> tuple[GenerateRequest, dict, dict]:
+        """Checked request + the conditioning keyword arguments of a task call."""
+        req, info = self.check(replace(req, batch_size=1))
+        kw = self._pipeline_kwargs(req, info)
+        cond = {k: kw[k] for k in ("class_labels", "prompt", "negative_prompt") if k in kw}
+        return req, info, cond
+
+    def _run_task(self, task: str, fn, req: GenerateRequest, info: dict, on_progress, token, total: int,
+                  extra_params: dict, pass_callback: bool = True, **kwargs):
+        cb = self._progress_callback(total, lambda s, t, p: on_progress(min(s, t), t, p) if on_progress else None,
+                                     token)
+        with self.queue.slot(token):
+            t0 = time.perf_counter()
+            if pass_callback:
+                kwargs["sampler_kwargs"] = {"callback": cb}
+            res = fn(self.library.get(req.model), **kwargs)
+            dt = time.perf_counter() - t0
+        w, h = info["size"]
+        model_name = req.model if req.model != "." else self.library.root.name
+        p = GenerationParams(prompt=req.prompt, negative_prompt=req.negative_prompt, steps=req.steps,
+                             sampler=req.sampler, guidance_scale=req.guidance_scale, seed=req.seed, size=f"{w}x{h}",
+                             model=model_name, model_hash=self.library.model_hash(req.model),
+                             class_label=req.class_label, task=task, version=f"torchdiffusion {__version__}",
+                             strength=extra_params.pop("strength", None), extra=extra_params)
+        return res, p, dt
+
+    def _input(self, upload, info: dict, name: str, size: tuple[int, int] | None = None) -> torch.Tensor:
+        from ..images import from_pil
+
+        img = self.fit(self.load_upload(upload, name, info["channels"]), size or info["size"])
+        return from_pil(img, info["channels"])[None]
+
+    def _finish(self, task: str, res, p: GenerationParams, dt: float, inputs: list[Image.Image] | None = None) -> Result:
+        pils = to_pil(res.images)
+        paths = [self._save(img, p, task) for img in pils]
+        return Result(pils, [p] * len(pils), paths, dt, {"nfe": res.nfe, **{k: v for k, v in res.info.items()
+                                                                            if isinstance(v, (int, float, str))},
+                                                         "inputs": inputs or []})
+
+    def img2img(self, req: GenerateRequest, image, strength: float, on_progress=None, token=None) -> Result:
+        """SDEdit the uploaded ``image`` at ``strength`` (see :mod:`torchdiffusion.tasks.img2img`)."""
+        from ..tasks import img2img
+
+        req, info, cond = self._task_request(req)
+        x = self._input(image, info, "img2img image")
+        s = _unit("strength", strength)
+        res, p, dt = self._run_task("img2img", img2img, req, info, on_progress, token, req.steps,
+                                    {"strength": s}, images=x, strength=s, steps=req.steps, sampler=req.sampler,
+                                    seed=req.seed, guidance_scale=req.guidance_scale, **cond)
+        return self._finish("img2img", res, p, dt)
+
+    def inpaint(self, req: GenerateRequest, image, mask, resample: int = 1, on_progress=None, token=None) -> Result:
+        """Fill the painted (``mask`` > 0) pixels of ``image`` (see :mod:`torchdiffusion.tasks.inpaint`)."""
+        from ..tasks import inpaint
+
+        req, info, cond = self._task_request(req)
+        x = self._input(image, info, "inpaint image")
+        m = self.mask_tensor(mask, info["size"])
+        if float(m.sum()) == 0:
+            raise ConfigError("inpaint: the mask is empty; paint over the part of the image to fill")
+        r = int(resample)
+        if not 1 <= r <= 10:
+            raise ConfigError(f"resample must be between 1 and 10, got {resample}")
+        res, p, dt = self._run_task("inpaint", inpaint, req, info, on_progress, token, req.steps * r,
+                                    {"Resample": r, "Mask pixels": int(m.sum())}, images=x, mask=m,
+                                    steps=req.steps, sampler=req.sampler, seed=req.seed, resample=r,
+                                    guidance_scale=req.guidance_scale, **cond)
+        return self._finish("inpaint", res, p, dt)
+
+    def mask_tensor(self, mask, size: tuple[int, int]) -> torch.Tensor:
+        """A painted mask (PIL image: alpha or brightness > 0 where painted) → (1, 1, H, W) of
+        0/1 at the model's size; a model pixel is filled when any painted pixel falls in it."""
+        import numpy as np
+
+        if mask is None:
+            raise ConfigError("inpaint: paint a mask over the image first")
+        if not isinstance(mask, Image.Image):
+            mask = self.load_upload(mask, "mask", 3) if not isinstance(mask, np.ndarray) else Image.fromarray(mask)
+        a = mask.getchannel("A") if mask.mode == "RGBA" else mask.convert("L")
+        a = self.fit(a, size, Image.BOX)
+        return torch.from_numpy((np.asarray(a) > 0).astype("float32"))[None, None]
+
+    def upscale(self, req: GenerateRequest, image, factor: int, on_progress=None, token=None) -> Result:
+        """Super-resolve the upload, first fit to (model size / ``factor``), by ``factor``."""
+        from ..tasks import upscale
+
+        req, info, cond = self._task_request(req)
+        factor = int(factor)
+        w, h = info["size"]
+        if factor < 2 or w % factor or h % factor:
+            raise ConfigError(f"upscale factor must divide the model size {w}×{h} (and be ≥ 2), got {factor}")
+        x = self._input(image, info, "upscale image", (w // factor, h // factor))
+        cond.pop("negative_prompt", None)
+        res, p, dt = self._run_task("upscale", upscale, req, info, on_progress, token, req.steps,
+                                    {"Upscale factor": factor}, lowres=x, factor=factor, steps=req.steps,
+                                    sampler=req.sampler, seed=req.seed, guidance_scale=req.guidance_scale, **cond)
+        from ..images import from_pil
+        from ..tasks import upsample_bicubic
+
+        out = self._finish("upscale", res, p, dt)
+        out.info["bicubic"] = to_pil(upsample_bicubic(x, factor))[0]
+        out.info["lowres"] = to_pil(x)[0]
+        return out
+
+    def denoise(self, req: GenerateRequest, image, sigma: float, method: str = "mean", on_progress=None,
+                token=None) -> Result:
+        """Denoise the upload with noise std ``sigma`` in [-1, 1] units (0: estimate it)."""
+        from ..tasks import denoise
+
+        if method not in ("mean", "sample"):
+            raise ConfigError(f"denoise method must be 'mean' or 'sample', got {method!r}")
+        req, info, cond = self._task_request(req)
+        cond.pop("negative_prompt", None)
+        x = self._input(image, info, "denoise image")
+        sigma = float(sigma)
+        if not 0 <= sigma <= 2:
+            raise ConfigError(f"noise σ must be between 0 (estimate) and 2, got {sigma}")
+        res, p, dt = self._run_task("denoise", denoise, req, info, on_progress, token,
+                                    req.steps if method == "sample" else 1, {"Noise sigma": sigma, "Method": method},
+                                    images=x, sigma=sigma or None, method=method, steps=req.steps,
+                                    sampler=req.sampler, seed=req.seed, guidance_scale=req.guidance_scale, **cond)
+        return self._finish("denoise", res, p, dt)
+
+    def interpolate(self, req: GenerateRequest, seed_b: int, frames: int, on_progress=None, token=None) -> Result:
+        """``frames`` images along the slerp between the noises of ``req.seed`` and ``seed_b``;
+        ``info['gif']`` is the animation."""
+        from ..tasks import interpolate_seeds, save_frames
+
+        req, info, cond = self._task_request(req)
+        cond.pop("negative_prompt", None)
+        frames = self.limits.check_frames(frames)
+        seed_b = int(seed_b)
+        if not 0 <= seed_b <= MAX_SEED:
+            raise ConfigError(f"seed B must be between 0 and {MAX_SEED}, got {seed_b}")
+        if token is not None:
+            token.check()
+        res, p, dt = self._run_task("interpolate", interpolate_seeds, req, info, on_progress, token, 1,
+                                    {"Seed B": seed_b, "Frames": frames}, pass_callback=False, seed_a=req.seed,
+                                    seed_b=seed_b, frames=frames, steps=req.steps, sampler=req.sampler,
+                                    guidance_scale=req.guidance_scale, **cond)
+        out = self._finish("interpolate", res, p, dt)
+        gif = self.outputs / "interpolate" / f"{int(time.time())}-{next(self._counter):05d}-{req.seed}-{seed_b}.gif"
+        gif.parent.mkdir(parents=True, exist_ok=True)
+        scale = max(1, PREVIEW_SIDE // max(info["size"]))
+        out.info["gif"] = save_frames(res.images, gif, scale=scale)
+        return out
+
+
+def _unit(name: str, v) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number between 0 and 1, got {v!r}") from None
+    if not 0 <= f <= 1:
+        raise ConfigError(f"{name} must be between 0 and 1, got {f}")
+    return f

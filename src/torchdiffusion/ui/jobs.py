@@ -35,7 +35,7 @@ class CancelToken:
 
     def check(self) -> None:
         if self._event.is_set():
-            raise Cancelled("cancelled")
+            raise Cancelled("cancelled by the user")
 
 
 class RequestQueue:
