@@ -3,6 +3,7 @@
     python benchmarks/samplers.py                 # full run (linear VP schedule), < 5 min on 2 cores
     python benchmarks/samplers.py --quick         # smaller sample and sweep, for a smoke test
     python benchmarks/samplers.py --schedule cosine --json out.json
+    python benchmarks/samplers.py --seed 2 --components 16 --dim 32   # another mixture (held-out check)
 
 The problem. Data: a mixture of 8 Gaussians with diagonal covariances in 64 dimensions
 (``GaussianMixture.random``: means ~ N(0, 0.5²), per-dimension stds log-uniform in
@@ -60,7 +61,8 @@ SW_PROJECTIONS = 512
 
 # Ours in the table: (label, registry name, grid override or None, sampler kwargs).
 OURS = [
-    ("ABM (angle grid)", "ABM", None, {}),
+    ("ABM (clustered angle grid)", "ABM", None, {}),
+    ("ABM (uniform angle grid)", "ABM", "angle", {}),
     ("DDIM", "DDIM", None, {}),
     ("Euler Karras", "Euler Karras", None, {}),
     ("Heun Karras (EDM)", "Heun Karras", None, {}),
@@ -102,9 +104,10 @@ class Problem:
         return self.schedule.sigma_max
 
 
-def make_problem(schedule_name: str = "linear", n: int = 2048, seed: int = 0, ode_steps: int = 1000) -> Problem:
+def make_problem(schedule_name: str = "linear", n: int = 2048, seed: int = 0, ode_steps: int = 1000,
+                 components: int = 8, dim: int = 64) -> Problem:
     schedule = ScheduleConfig(schedule_name, 1000).build()
-    data = GaussianMixture.random(8, 64, seed=seed).with_range(schedule.sigma_min, schedule.sigma_max)
+    data = GaussianMixture.random(components, dim, seed=seed).with_range(schedule.sigma_min, schedule.sigma_max)
     network = data.as_network(schedule, "eps")
     denoiser = Denoiser(network, schedule, "eps")
     g = torch.Generator().manual_seed(seed + 1)
@@ -343,6 +346,9 @@ def main(argv=None) -> int:
     p.add_argument("--screen", type=int, default=256, help="samples for screening the diffusers sweep")
     p.add_argument("--schedule", default="linear", choices=["linear", "cosine"])
     p.add_argument("--quick", action="store_true", help="small sample and sweep (smoke test)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the mixture and of the noise (another problem)")
+    p.add_argument("--components", type=int, default=8, help="mixture components")
+    p.add_argument("--dim", type=int, default=64, help="data dimension")
     p.add_argument("--no-diffusers", action="store_true", help="only our samplers")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for these small tensors)")
     p.add_argument("--json", help="write all results here")
@@ -358,11 +364,12 @@ def main(argv=None) -> int:
     except ImportError:
         pass
     t0 = time.time()
-    problem = make_problem(args.schedule, args.n)
+    problem = make_problem(args.schedule, args.n, seed=args.seed, components=args.components, dim=args.dim)
     floor = sliced_wasserstein(problem.exact_other, problem.exact, SW_PROJECTIONS, torch.Generator().manual_seed(7))
     ref_sw = sliced_wasserstein(problem.reference, problem.exact, SW_PROJECTIONS, torch.Generator().manual_seed(7))
     print(f"# {args.schedule} VP schedule (σ ∈ [{problem.schedule.sigma_min:.4g}, {problem.sigma_max:.4g}]), "
-          f"8-component Gaussian mixture in 64-D, {args.n} samples; reference ODE: RK4 with 1000 steps, its "
+          f"{args.components}-component Gaussian mixture in {args.dim}-D (seed {args.seed}), {args.n} samples; "
+          f"reference ODE: RK4 with 1000 steps, its "
           f"distance to a 500-step solution is {problem.reference_error[0]:.1e} median, "
           f"{problem.reference_error[1]:.1e} max; setup {time.time() - t0:.0f} s", flush=True)
 

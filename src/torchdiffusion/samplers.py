@@ -637,7 +637,9 @@ def sample_abm(denoiser, x: Tensor, sigmas: Tensor, *, order: int | None = None,
     is limited per sample to ``predictor_limit`` × the Euler increment, which smooth problems
     never reach but which stops the variance blow-up of multistep extrapolation under strong
     classifier-free guidance at low NFE. ``order=None`` picks 2/3/4 from the number of steps.
-    Use it on the 'angle' σ-grid (uniform in φ). NFE = steps.
+    Use it on the 'angle_clustered' σ-grid (its registered grid: nodes in φ between uniform
+    and Chebyshev, :func:`~torchdiffusion.discretization.clustered_angle_sigmas`) or the
+    'angle' grid (uniform in φ). NFE = steps.
     """
     run = _Run(denoiser, x, sigmas, cond, callback)
     order = _abm_auto_order(run.steps) if order is None else int(order)
@@ -824,11 +826,11 @@ _REGISTRY_ROWS = [
      "UniPCMultistepScheduler(solver_order=3, solver_type='bh1')"),
     ("UniPC Karras", "unipc", "karras", {"variant": "bh2"},
      "UniPCMultistepScheduler(solver_order=3, use_karras_sigmas=True)"),
-    ("ABM", "abm", "angle", {}, "none (closest: UniPCMultistepScheduler, DEISMultistepScheduler)"),
+    ("ABM", "abm", "angle_clustered", {}, "none (closest: UniPCMultistepScheduler, DEISMultistepScheduler)"),
 ]
 
 # Our snake names run on the grid that suits each sampler best on benchmarks/samplers.py.
-_SNAKE_GRIDS = {"ddpm": "trailing", "ddim": "trailing", "euler_ancestral": "linspace", "abm": "angle",
+_SNAKE_GRIDS = {"ddpm": "trailing", "ddim": "trailing", "euler_ancestral": "linspace", "abm": "angle_clustered",
                 "dpmpp_2m": "logsnr", "dpmpp_3m": "logsnr", "unipc": "logsnr"}
 _DEFAULT_SNAKE_GRID = "karras"
 _STOCHASTIC = {"ddpm", "euler_ancestral", "dpmpp_2m_sde", "dpmpp_3m_sde"}
