@@ -21,6 +21,15 @@ from torchdiffusion.ui.png_info import (GenerationParams, format_parameters, par
                                         save_png)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread (and the CI box is shared)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def make_models(root):
     """Two random tiny models: unconditional 'tiny' and class-conditional 'tiny-class'."""
     torch.manual_seed(0)

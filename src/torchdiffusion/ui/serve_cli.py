@@ -20,6 +20,8 @@ def add_serve_command(sub) -> None:
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--outputs", default="outputs", help="where generated PNGs (with their parameters) are written")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice; 1 is fastest for tiny models on a busy machine)")
     p.add_argument("--max-steps", type=int, default=150, help="server limit on sampler steps")
     p.add_argument("--max-batch", type=int, default=8, help="server limit on images per request")
     p.add_argument("--max-upload-side", type=int, default=4096, help="server limit on an uploaded image's side (px)")
@@ -53,6 +55,12 @@ def cmd_serve(args) -> int:
         raise ConfigError("torchdiffusion serve needs Gradio: pip install -e '.[ui]'") from None
     from .app import launch
 
+    if args.threads is not None:
+        import torch
+
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be ≥ 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     backend = build_backend(args)
     print(f"torchdiffusion serve: http://{args.host}:{args.port}  (models: {backend.library.root}, "
           f"outputs: {backend.outputs})", flush=True)
