@@ -100,13 +100,16 @@ def write_checkpoint(folder: Path, tensors: dict[str, dict[str, torch.Tensor]], 
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and old.exists() and not folder.exists():
             os.replace(old, folder)  # put the previous version back
-        if isinstance(exc, OSError):  # disk full, read-only, quota, I/O error: a one-line message
+        if isinstance(exc, (OSError, SafetensorError)):  # disk full, read-only, quota, I/O error: one line
             raise _write_error(folder, exc) from None
         raise
     return folder
 
 
-def _write_error(folder: Path, exc: OSError) -> CheckpointError:
+def _write_error(folder: Path, exc: OSError | SafetensorError) -> CheckpointError:
+    if isinstance(exc, SafetensorError):  # the Rust writer's I/O errors: "... (os error 28)"
+        m = re.search(r"os error (\d+)", str(exc))
+        exc = OSError(int(m.group(1)), os.strerror(int(m.group(1)))) if m else OSError(errno.EIO, str(exc))
     why = exc.strerror or str(exc)
     hint = {errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some disk space (quota exceeded)",
             errno.EROFS: "the file system is read-only: choose a writable folder",

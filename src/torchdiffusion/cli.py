@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from . import distributed
+from .cli_tasks import add_task_commands
 from .errors import TorchDiffusionError
 
 
@@ -50,6 +51,10 @@ def _add_train(sub) -> None:
                         "/ .txt beside images, twemoji names, MNIST templates) through a frozen MiniLM encoder")
     m.add_argument("--cond-drop-prob", type=float, default=0.1,
                    help="probability of dropping the condition in training (enables guidance)")
+    m.add_argument("--task", choices=("inpaint", "superres"), default=None,
+                   help="train an image-conditioned model: inpaint (random masks as extra inputs) or superres "
+                        "(SR3: the upsampled low-res image as extra inputs); see docs/editing.md")
+    m.add_argument("--sr-factor", type=int, default=4, help="upscale factor of a --task superres model")
     o = p.add_argument_group("optimization")
     o.add_argument("--batch-size", type=int, default=64)
     o.add_argument("--lr", type=float, default=2e-3)
@@ -136,6 +141,9 @@ def _run_training(args, train_cfg, dist_info) -> int:
         model_cfg = ModelConfig(unet=unet, schedule=ScheduleConfig(args.schedule, args.timesteps),
                                 parameterization=args.parameterization, class_names=dataset.class_names,
                                 conditioning=args.condition, text_encoder=text_encoder)
+        if getattr(args, "task", None):
+            from .tasks.conditioning_data import apply_task
+            apply_task(model_cfg, args.task, args.sr_factor, latent=bool(getattr(args, "vae", None)))
         trainer = prepare_run(model_cfg, train_cfg, dataset=dataset, dist_info=dist_info)
     t0 = time.perf_counter()
     model_dir = trainer.train()
@@ -256,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_sample(sub)
     _add_eval(sub)
+    add_task_commands(sub)
     return parser
 
 

@@ -274,6 +274,10 @@ class Trainer:
         t = torch.randint(0, self.denoiser.schedule.num_timesteps, (b,), generator=self.generator)
         shape = (b, self.dataset.channels, self.dataset.image_size, self.dataset.image_size)
         noise = torch.randn(shape, generator=self.generator)
+        task = self.model_config.image_condition  # inpaint / superres models: see tasks/conditioning_data.py
+        if task:
+            from .tasks import conditioning_data
+            draws = conditioning_data.draw(task, shape, self.generator)
         mine = slice(self.dist.rank * b // self.dist.world_size, (self.dist.rank + 1) * b // self.dist.world_size)
         idx, t, noise = idx[mine], t[mine], noise[mine]
         x = self.dataset.batch(idx, None if flip is None else flip[mine]).to(self.device, non_blocking=True)
@@ -284,6 +288,8 @@ class Trainer:
             labels = self.dataset.labels[idx].clone()
             labels[drop[mine]] = self.model_config.unet.num_classes  # the null class
             cond["class_labels"] = labels.to(self.device)
+        if task:
+            cond["cond_image"] = conditioning_data.build(task, x, draws, mine)
         return x, cond, t, noise
 
     def train_step(self) -> tuple[float, float]:
@@ -341,6 +347,9 @@ class Trainer:
         return bad
 
     def sample_grid(self, path: Path, n: int, steps: int) -> Path:
+        if self.model_config.image_condition:  # inpaint / superres: rows of (input, output, truth)
+            from .tasks.conditioning_data import sample_grid
+            return sample_grid(self, path, n, steps)
         pipe = DiffusionPipeline(self._ema_denoiser(), self.model_config)
         labels = prompts = None
         nrow = None
