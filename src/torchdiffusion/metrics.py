@@ -196,15 +196,16 @@ class KIDResult:
         return f"{self.mean:.5f} ± {self.stderr:.5f}"
 
 
-def _poly_kernel_sums(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Unbiased MMD² with k(a, b) = (aᵀb / d + 1)³ for equal-size x, y (m, d)."""
-    m, d = x.shape
-    kxx = (x @ x.T / d + 1) ** 3
-    kyy = (y @ y.T / d + 1) ** 3
-    kxy = (x @ y.T / d + 1) ** 3
-    sxx = (kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))
-    syy = (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
-    return float(sxx + syy - 2 * kxy.sum() / (m * m))
+def _poly_kernel_sums(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Unbiased MMD² with k(a, b) = (aᵀb / d + 1)³ for batches of equal-size subsets
+    x, y (S, m, d) → (S,)."""
+    _, m, d = x.shape
+    kxx = (x @ x.transpose(1, 2) / d + 1) ** 3
+    kyy = (y @ y.transpose(1, 2) / d + 1) ** 3
+    kxy = (x @ y.transpose(1, 2) / d + 1) ** 3
+    sxx = (kxx.sum((1, 2)) - kxx.diagonal(dim1=1, dim2=2).sum(1)) / (m * (m - 1))
+    syy = (kyy.sum((1, 2)) - kyy.diagonal(dim1=1, dim2=2).sum(1)) / (m * (m - 1))
+    return sxx + syy - 2 * kxy.sum((1, 2)) / (m * m)
 
 
 def kid(feats1, feats2, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> KIDResult:
@@ -229,11 +230,14 @@ def kid(feats1, feats2, subsets: int = 100, subset_size: int = 1000, seed: int =
                               f"samples; pass subset_size <= {min(n1, n2)} or use more samples")
     rng = np.random.default_rng(seed)
     t1, t2 = torch.from_numpy(f1), torch.from_numpy(f2)
+    idx = [(rng.choice(n1, subset_size, replace=False), rng.choice(n2, subset_size, replace=False))
+           for _ in range(subsets)]
     values = np.empty(subsets)
-    for i in range(subsets):
-        a = torch.from_numpy(rng.choice(n1, subset_size, replace=False))
-        b = torch.from_numpy(rng.choice(n2, subset_size, replace=False))
-        values[i] = _poly_kernel_sums(t1[a], t2[b])
+    chunk = max(1, 2 ** 23 // subset_size ** 2)  # subsets per batched call: ≤ 64 MB per kernel matrix
+    for s in range(0, subsets, chunk):
+        a = torch.from_numpy(np.stack([i for i, _ in idx[s:s + chunk]]))
+        b = torch.from_numpy(np.stack([j for _, j in idx[s:s + chunk]]))
+        values[s:s + chunk] = _poly_kernel_sums(t1[a], t2[b]).numpy()
     std = float(values.std(ddof=1)) if subsets > 1 else float("nan")
     return KIDResult(mean=float(values.mean()), std=std, stderr=std / np.sqrt(subsets),
                      subsets=subsets, subset_size=subset_size)

@@ -72,6 +72,12 @@ class TrainConfig:
     sampler: str = "ddim"
     final_steps: int = 50
     sample_guidance_scale: float = 2.0
+    # FID/KID (+ class accuracy) of the EMA model to OUT/eval.csv every eval_every steps (see
+    # evaluation.TrainingEvaluator); None: every 1000 steps for digit data, off otherwise; 0: off
+    eval_every: int | None = None
+    eval_n: int = 256
+    eval_steps: int = 10
+    eval_features: str = "auto"  # auto (mnist for digit data, else inception) | mnist | inception
     keep_checkpoints: int = 2
     progress: bool = True
     max_nan_steps: int = 5  # stop after this many consecutive non-finite (skipped) steps
@@ -95,6 +101,12 @@ class TrainConfig:
             raise ConfigError("--precision fp16 needs --device cuda (on CPU use bf16 or fp32)")
         if self.grad_accum < 1:
             raise ConfigError(f"--grad-accum must be ≥ 1, got {self.grad_accum}")
+        if self.eval_every is not None and self.eval_every < 0:
+            raise ConfigError(f"--eval-every must be ≥ 0 (0 = no evaluation), got {self.eval_every}")
+        if self.eval_n < 8 or self.eval_steps < 1:
+            raise ConfigError(f"--eval-n must be ≥ 8 and --eval-steps ≥ 1, got {self.eval_n} and {self.eval_steps}")
+        if self.eval_features not in ("auto", "mnist", "inception"):
+            raise ConfigError(f"unknown --eval-features {self.eval_features!r}; choose auto, mnist or inception")
         for name in ("sample_every", "checkpoint_every", "log_every", "keep_checkpoints", "max_nan_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be ≥ 1")
@@ -410,6 +422,9 @@ class Trainer:
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
             log_fh, writer = self._open_log()
+        from .evaluation import TrainingEvaluator
+
+        evaluator = TrainingEvaluator.for_trainer(self) if main else None  # OUT/eval.csv, or None when off
         bar = tqdm(total=cfg.steps, initial=self.step, desc="training", unit="step",
                    disable=not (cfg.progress and main), dynamic_ncols=True)
         window_loss, window_n, window_t0, window_start = 0.0, 0, time.perf_counter(), self.step
@@ -453,12 +468,20 @@ class Trainer:
                     t0 = time.perf_counter()
                     self.sample_grid(self.out / "samples" / f"step-{self.step:07d}.png", cfg.sample_n, cfg.sample_steps)
                     self.elapsed += time.perf_counter() - t0
+                if evaluator is not None and evaluator.due(self.step):
+                    t0 = time.perf_counter()
+                    evaluator.run(self)
+                    self.elapsed += time.perf_counter() - t0  # counts against the budget, like grids
                 if self.step % cfg.checkpoint_every == 0:
                     self._checkpoint_all_ranks()
+            if evaluator is not None and evaluator.due_final(self.step):
+                evaluator.run(self)  # the final weights (after the budget, like the final grid)
         finally:
             bar.close()
             if main:
                 log_fh.close()
+                if evaluator is not None:
+                    evaluator.close()
         if not checkpoints_of(self.out) or checkpoints_of(self.out)[0][0] != self.step:
             self._checkpoint_all_ranks()
         if self.dist.enabled:

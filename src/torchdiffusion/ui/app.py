@@ -258,7 +258,11 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
                                     elem_id=f"{prefix}-files")
                     params = gr.Textbox(label="Parameters", lines=2, interactive=False, elem_id=f"{prefix}-params")
 
-                    def handler(model_name, prompt, neg, cls, sampler, steps, cfg, seed, *extra, request: gr.Request):
+                    n_extra = len(ins)
+
+                    def handler(model_name, prompt, neg, cls, sampler, steps, cfg, seed, e1=None, e2=None, e3=None,
+                                request: gr.Request = None):  # Gradio fills the request; extra inputs ≤ 3
+                        extra = (e1, e2, e3)[:n_extra]
                         req = request_of(model_name, prompt, neg, cls, sampler, steps, cfg, seed)
                         for ev in run_streaming(backend, session_of(request), lambda cb, tok: run(req, extra, cb, tok)):
                             if ev[0] == "waiting":
