@@ -195,6 +195,10 @@ def _describe(exc: BaseException) -> str:
 
 def _decode(path: str, size: int, channels: int | None) -> _Decoded:
     try:
+        if os.path.islink(path) and not os.path.exists(path):
+            return _Decoded(reason=f"broken symlink (points to {os.readlink(path)}, which does not exist)")
+        if not os.path.isfile(path):  # a FIFO or device would block or never end: never opened
+            return _Decoded(reason="not a regular file (a pipe, socket or device)")
         if os.path.getsize(path) == 0:
             return _Decoded(reason="empty file (0 bytes)")
         with Image.open(path) as im:
