@@ -10,6 +10,7 @@ from pathlib import Path
 from . import distributed
 from .cli_tasks import add_task_commands
 from .errors import TorchDiffusionError
+from .vae_cli import add_vae_commands
 
 
 def _int_tuple(text: str) -> tuple[int, ...]:
@@ -32,6 +33,8 @@ def _add_train(sub) -> None:
     d.add_argument("--channels", type=int, choices=(1, 3), default=None,
                    help="1 (grayscale) or 3 (RGB); default: from the data")
     d.add_argument("--hflip", action="store_true", help="random horizontal flips")
+    d.add_argument("--vae", default=None, metavar="DIR",
+                   help="latent diffusion: train on the latents of this train-vae run (OUT/model becomes a pipeline)")
     b = p.add_argument_group("budget")
     b.add_argument("--minutes", type=float, default=None, help="training wall-time budget (default 8 if no --steps)")
     b.add_argument("--steps", type=int, default=None, help="number of optimizer steps")
@@ -97,7 +100,7 @@ def cmd_train(args) -> int:
         data=args.data, out=args.out, steps=args.steps, minutes=args.minutes, batch_size=args.batch_size,
         lr=args.lr, warmup_steps=args.warmup_steps, grad_clip=args.grad_clip, ema_decay=args.ema_decay,
         weighting=args.weighting, min_snr_gamma=args.min_snr_gamma, cond_drop_prob=args.cond_drop_prob,
-        seed=args.seed, hflip=args.hflip,
+        seed=args.seed, hflip=args.hflip, vae=args.vae,
         precision=args.precision, device=args.device, sample_every=args.sample_every,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, sample_n=args.sample_n,
         sample_steps=args.sample_steps, final_steps=args.final_steps, progress=not args.no_progress,
@@ -128,8 +131,14 @@ def _run_training(args, train_cfg, dist_info) -> int:
             logging.getLogger("torchdiffusion").warning("%s: no checkpoint to resume from; starting a new run",
                                                         args.out)
         image_size = args.image_size or (28 if str(args.data).lower() == "mnist" else 32)
+        unet_size = unet_channels = None
+        if args.vae:  # the U-Net works on the VAE's latents (pixel size defaults to the VAE's)
+            from .latent import latent_geometry
+
+            image_size, unet_size, unet_channels = latent_geometry(args.vae, args.image_size)
         dataset = load_dataset(args.data, image_size, args.channels)
-        unet = UNetConfig(image_size=image_size, in_channels=dataset.channels, base_channels=args.base_channels,
+        unet = UNetConfig(image_size=unet_size or image_size, in_channels=unet_channels or dataset.channels,
+                          base_channels=args.base_channels,
                           channel_mult=args.channel_mult, num_res_blocks=args.num_res_blocks,
                           attention_resolutions=(), dropout=args.dropout)
         unet.attention_resolutions = (args.attention_resolutions if args.attention_resolutions is not None
@@ -273,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_sample(sub)
     _add_eval(sub)
+    add_vae_commands(sub)
     add_task_commands(sub)
     return parser
 

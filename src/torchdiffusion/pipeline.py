@@ -52,6 +52,12 @@ class DiffusionPipeline:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu") -> "DiffusionPipeline":
+        """Load a model, run or checkpoint folder; a latent diffusion pipeline folder (or a run
+        whose ``model/`` is one) gives a :class:`latent.LatentDiffusionPipeline`."""
+        from .latent import LatentDiffusionPipeline, find_latent_pipeline
+
+        if find_latent_pipeline(Path(path)) is not None:
+            return LatentDiffusionPipeline.from_pretrained(path, device=device)
         denoiser, config = load_model(Path(path), device=device)
         return cls(denoiser, config)
 
@@ -63,6 +69,20 @@ class DiffusionPipeline:
     def image_shape(self) -> tuple[int, int, int]:
         u = self.config.unet
         return (u.in_channels, u.image_size, u.image_size)
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """The shape the sampler works in: the image shape here, the VAE latent shape in a
+        :class:`latent.LatentDiffusionPipeline`."""
+        return self.image_shape
+
+    def encode(self, images: Tensor) -> Tensor:
+        """Images in [-1, 1] → the sampler's space (the identity here; VAE latents in a latent pipeline)."""
+        return images
+
+    def decode(self, x: Tensor) -> Tensor:
+        """The sampler's output → images in [-1, 1] (a clamp here; the VAE decoder in a latent pipeline)."""
+        return x.clamp(-1, 1)
 
     def sigmas(self, steps: int, sampler: str = "ddim") -> Tensor:
         """The σ-grid that ``sampler`` is registered with ("DDIM": trailing timesteps, "DPM++ 2M
@@ -159,7 +179,7 @@ class DiffusionPipeline:
         self.denoiser.eval()
         for start in range(0, n, batch_size):
             g = gens[start:start + batch_size]
-            x = initial_noise(self.image_shape, g, float(sigmas[0]), self.device)
+            x = initial_noise(self.latent_shape, g, float(sigmas[0]), self.device)
             denoiser = self.denoiser
             sl = slice(start, start + len(g))
             if text_cond is not None:
@@ -170,7 +190,10 @@ class DiffusionPipeline:
                                        {"class_labels": null[sl].to(self.device)}, guidance_scale, guidance_rescale)
             out.append(fn(denoiser, x, sigmas, generator=g, callback=on_step, **(sampler_kwargs or {})).cpu())
         bar.close()
-        return torch.cat(out).clamp(-1, 1)
+        return self._finish(torch.cat(out))
+
+    def _finish(self, x: Tensor) -> Tensor:
+        return self.decode(x)
 
     @staticmethod
     def to_pil(images: Tensor):

@@ -48,6 +48,7 @@ class TrainConfig:
 
     data: str = "mnist"
     out: str = "runs/mnist"
+    vae: str | None = None  # a train-vae folder: train on its latents (latent.LatentTrainer)
     steps: int | None = None  # stop after this many optimizer steps …
     minutes: float | None = None  # … or after this much training wall time (default 8 min)
     batch_size: int = 64
@@ -358,11 +359,19 @@ class Trainer:
             bad = bool(flag.item())
         return bad
 
+    def make_pipeline(self) -> DiffusionPipeline:
+        """The EMA model as a pipeline (a latent trainer's also holds its VAE)."""
+        return DiffusionPipeline(self._ema_denoiser(), self.model_config)
+
+    def export_model(self, model_dir: Path) -> Path:
+        """Write the exported model folder (a latent trainer writes a pipeline folder)."""
+        return save_model(model_dir, self._ema_denoiser(), self.model_config)
+
     def sample_grid(self, path: Path, n: int, steps: int) -> Path:
         if self.model_config.image_condition:  # inpaint / superres: rows of (input, output, truth)
             from .tasks.conditioning_data import sample_grid
             return sample_grid(self, path, n, steps)
-        pipe = DiffusionPipeline(self._ema_denoiser(), self.model_config)
+        pipe = self.make_pipeline()
         labels = prompts = None
         nrow = None
         if self.model_config.conditioning == "class":  # rows of classes 0, 1, 2, …
@@ -490,7 +499,7 @@ class Trainer:
                 log.info("weights across %d ranks: max |difference| = %.3g", self.dist.world_size, diff)
         model_dir = self.out / "model"
         if main:
-            save_model(model_dir, self._ema_denoiser(), self.model_config)
+            self.export_model(model_dir)
             grid = self.sample_grid(self.out / "samples.png", cfg.sample_n, cfg.final_steps)
             log.info("trained %d steps in %.1f min; model in %s, samples in %s", self.step, self.elapsed / 60,
                      model_dir, grid)
@@ -526,11 +535,20 @@ def prepare_run(model_config: ModelConfig | None, train_config: TrainConfig, res
                 if getattr(train_config, name) is not None:
                     setattr(saved_train, name, getattr(train_config, name))
             saved_train.out = str(out)
-            trainer = Trainer(saved_model, saved_train, dataset, dist_info)
+            trainer = trainer_class(saved_train)(saved_model, saved_train, dataset, dist_info)
             trainer.load_checkpoint(folder)
             log.info("resumed %s at step %d", folder, trainer.step)
             return trainer
     elif existing:
         raise ConfigError(f"{out} already holds a training run (step {existing[0][0]}); pass --resume to continue "
                           "it or choose another --out")
-    return Trainer(model_config, train_config, dataset, dist_info)
+    return trainer_class(train_config)(model_config, train_config, dataset, dist_info)
+
+
+def trainer_class(train_config: TrainConfig) -> type[Trainer]:
+    """:class:`Trainer`, or :class:`latent.LatentTrainer` for a run on a VAE's latents."""
+    if train_config.vae:
+        from .latent import LatentTrainer
+
+        return LatentTrainer
+    return Trainer
