@@ -97,3 +97,11 @@ def test_bad_input_is_a_message(server, tmp_path):
     (tmp_path / "fake.png").write_text("not a png at all")
     out = client.predict(gradio_client.handle_file(str(tmp_path / "fake.png")), api_name="/read_parameters")
     assert "not a readable image" in out[1]
+
+
+def test_app_builds_for_an_unconditional_model(server):
+    from torchdiffusion.ui.app import build_app
+
+    _, models, backend = server
+    demo = build_app(Backend(ModelLibrary(models, models / "tiny"), backend.limits, outputs=backend.outputs))
+    assert demo is not None

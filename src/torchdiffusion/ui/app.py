@@ -108,8 +108,9 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
         if not info:
             return "No model loaded."
         w, h = info["size"]
-        cond = {"none": "unconditional", "class": f"class-conditional ({', '.join(info['classes'])})",
-                "text": "text-conditional"}[info["conditioning"]]
+        cond = {"none": "unconditional", "text": "text-conditional"}.get(info["conditioning"])
+        if info["conditioning"] == "class":
+            cond = f"class-conditional ({', '.join(info['classes'])})"
         return (f"**{info['name']}**: {info['parameters'] / 1e6:.2f} M parameters, {w}×{h} px, "
                 f"{info['channels']} channel(s), {cond}. Image size is fixed by the model.")
 
