@@ -185,9 +185,9 @@ def _limited(base: Tensor, increment: Tensor, correction: Tensor, limit: float) 
     classifier-free guidance at low NFE), which is how multistep solvers inflate variance."""
     if limit == math.inf:
         return base + increment + correction
-    dims = tuple(range(1, base.ndim))
-    inc = increment.norm(dim=dims, keepdim=True) if dims else increment.abs()
-    cor = correction.norm(dim=dims, keepdim=True) if dims else correction.abs()
+    dims = tuple(range(1, base.ndim))  # per sample, over every other dimension (images: C, H, W)
+    inc = torch.linalg.vector_norm(increment, dim=dims, keepdim=True) if dims else increment.abs()
+    cor = torch.linalg.vector_norm(correction, dim=dims, keepdim=True) if dims else correction.abs()
     scale = (limit * inc / cor.clamp(min=torch.finfo(cor.dtype).tiny)).clamp(max=1.0)
     return base + increment + scale * correction
 
