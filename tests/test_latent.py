@@ -152,6 +152,11 @@ def test_cli_train_vae_then_latent_diffusion_then_sample(tmp_path, capsys):
     assert main(["sample", "--checkpoint", str(run), "--n", "2", "--steps", "2", "--out", str(grid),
                  "--scale", "1", "--no-progress"]) == 0
     assert Image.open(grid).size == (2 + 2 * 18, 2 + 18)  # two 16-px images: pixels, not latents
+    # a latent run without its export yet samples from its checkpoint (EMA U-Net + the run's VAE)
+    shutil.rmtree(run / "model")
+    from_ckpt = DiffusionPipeline.from_pretrained(run)
+    assert isinstance(from_ckpt, LatentDiffusionPipeline)
+    assert from_ckpt.generate(n=1, steps=2, progress=False).shape == (1, 3, 16, 16)
     # resume continues the latent run
     assert main(["train", "--out", str(run), "--resume", "--steps", "3", "--no-progress"]) == 0
     assert "trained 3 steps" in capsys.readouterr().out

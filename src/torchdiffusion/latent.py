@@ -213,12 +213,29 @@ class LatentTrainer(Trainer):
 
 # --- the pipeline ------------------------------------------------------------------------
 def find_latent_pipeline(path: Path) -> Path | None:
-    """The pipeline folder at ``path`` or ``path/model`` (a run folder), else None."""
+    """The pipeline folder at ``path`` or ``path/model`` (a run folder), or the training
+    checkpoint of a latent run that has no export yet (``path`` is the run or the checkpoint);
+    None for anything else."""
     path = Path(path)
     for folder in (path, path / "model"):
         if (folder / PIPELINE_INDEX).is_file():
             return folder
-    return None
+    return _latent_checkpoint(path)
+
+
+def _latent_checkpoint(path: Path) -> Path | None:
+    from .trainer import latest_checkpoint
+
+    if not path.is_dir() or (path / "model.safetensors").is_file() or (path / "model").is_dir():
+        return None
+    ckpt = path if (path / "ema.safetensors").is_file() else latest_checkpoint(path)
+    if ckpt is None:
+        return None
+    try:
+        vae = read_json(ckpt, "state")["train_config"].get("vae")
+    except (CheckpointError, KeyError, TypeError, AttributeError):
+        return None
+    return ckpt if vae else None
 
 
 class LatentDiffusionPipeline(DiffusionPipeline):
@@ -317,6 +334,8 @@ class LatentDiffusionPipeline(DiffusionPipeline):
         folder = find_latent_pipeline(Path(path))
         if folder is None:
             raise CheckpointError(f"{path}: not a latent diffusion pipeline folder (no {PIPELINE_INDEX})")
+        if not (folder / PIPELINE_INDEX).is_file():  # a latent run's training checkpoint: EMA U-Net + its VAE
+            return cls._from_checkpoint(folder, device)
         try:
             index = json.loads((folder / PIPELINE_INDEX).read_text())
             components = index["components"]
@@ -354,4 +373,19 @@ class LatentDiffusionPipeline(DiffusionPipeline):
                 raise CheckpointError(f"pipeline component 'text_encoder': {enc_dir / 'config.json'}: "
                                       f"unreadable ({exc})") from None
         check_unet_matches_vae(config.unet, vae.config, where=str(unet_dir))
+        return cls(denoiser.to(device).eval(), config, vae)
+
+    @classmethod
+    def _from_checkpoint(cls, ckpt: Path, device: str) -> "LatentDiffusionPipeline":
+        from .checkpoint import load_state_dict_strict, read_tensors
+
+        verify_checkpoint(ckpt)
+        vae_path = read_json(ckpt, "state")["train_config"]["vae"]
+        try:
+            vae, _ = load_autoencoder(Path(vae_path), device=device)
+        except (CheckpointError, ConfigError) as exc:
+            raise type(exc)(f"{ckpt}: the run's VAE (component 'vae'): {exc}") from None
+        config = ModelConfig.from_dict(read_json(ckpt, "config"))
+        denoiser = build_denoiser(config)
+        load_state_dict_strict(denoiser.network, read_tensors(ckpt, "ema"), ckpt / "ema.safetensors")
         return cls(denoiser.to(device).eval(), config, vae)
