@@ -10,6 +10,7 @@ from pathlib import Path
 from . import distributed
 from .cli_tasks import add_task_commands
 from .errors import TorchDiffusionError
+from .ui.serve_cli import add_serve_command
 from .vae_cli import add_vae_commands
 
 
@@ -284,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     add_vae_commands(sub)
     add_task_commands(sub)
+    add_serve_command(sub)
     return parser
 
 
