@@ -184,12 +184,21 @@ def verify_checkpoint(folder: Path, kind: str | None = None) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"{mpath}: not a torchdiffusion manifest")
     version = manifest.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{mpath}: invalid checkpoint format version {version!r} (expected an integer ≥ 1)")
+    if version > FORMAT_VERSION:
         raise CheckpointError(f"{folder}: checkpoint format version {version} is newer than this "
                               f"torchdiffusion understands ({FORMAT_VERSION}); upgrade torchdiffusion")
     if kind is not None and manifest.get("kind") != kind:
         raise CheckpointError(f"{folder}: holds a {manifest.get('kind')!r}, expected a {kind!r}")
-    for name, digest in manifest.get("files", {}).items():
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise CheckpointError(f"{mpath}: the manifest lists no files (expected {{name: sha256}})")
+    for name, digest in files.items():
+        if not isinstance(name, str) or Path(name).name != name or name in (".", "..", MANIFEST):
+            raise CheckpointError(f"{mpath}: file name {name!r} points outside the checkpoint folder")
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise CheckpointError(f"{mpath}: {name}: invalid sha256 {digest!r}")
         path = folder / name
         if not path.is_file():
             raise CheckpointError(f"{path}: missing from checkpoint")

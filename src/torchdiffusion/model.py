@@ -28,6 +28,12 @@ class ModelConfig:
 
     def validate(self) -> None:
         self.unet.validate()
+        s = self.schedule
+        if not isinstance(s.name, str):
+            raise ConfigError(f"schedule name must be a string, got {s.name!r}")
+        if isinstance(s.num_timesteps, bool) or not isinstance(s.num_timesteps, int) or \
+                not 2 <= s.num_timesteps <= 100_000:
+            raise ConfigError(f"schedule num_timesteps must be an integer in [2, 100000], got {s.num_timesteps!r}")
         if self.parameterization not in PARAMETERIZATIONS:
             raise ConfigError(f"unknown parameterization {self.parameterization!r}; choose one of {PARAMETERIZATIONS}")
         if self.conditioning not in ("none", "class", "text"):

@@ -24,6 +24,11 @@ from torch import Tensor, nn
 from .errors import ConfigError
 
 
+UNET_INT_LIMITS = {"image_size": 1 << 14, "in_channels": 1024, "out_channels": 1024, "extra_in_channels": 1024,
+                   "base_channels": 1 << 14, "num_res_blocks": 64, "head_channels": 1 << 14, "norm_groups": 1 << 14,
+                   "num_classes": 1 << 20, "context_dim": 1 << 14, "pooled_dim": 1 << 14}
+
+
 @dataclass
 class UNetConfig:
     """Architecture hyper-parameters; saved as JSON beside the weights."""
@@ -69,6 +74,17 @@ class UNetConfig:
                 raise ConfigError(f"UNet config {name} must be an integer, got {value!r}")
         if not isinstance(self.dropout, (int, float)):
             raise ConfigError(f"UNet config dropout must be a number, got {self.dropout!r}")
+        # ranges, so that a hand-edited or hostile config.json fails here and not deep inside torch
+        for name, hi in UNET_INT_LIMITS.items():
+            value, lo = getattr(self, name), 0 if name == "extra_in_channels" else 1
+            if value is not None and not lo <= value <= hi:
+                raise ConfigError(f"UNet config {name} must be in [{lo}, {hi}], got {value}")
+        if len(self.channel_mult) > 16 or any(not 1 <= m <= 64 for m in self.channel_mult):
+            raise ConfigError(f"channel_mult must be 1 to 16 integers in [1, 64], got {self.channel_mult}")
+        params = sum(20 * (self.base_channels * m) ** 2 * (self.num_res_blocks + 1) for m in self.channel_mult)
+        if params > 4e9:
+            raise ConfigError(f"this UNet config would have about {params / 1e9:.0f} billion parameters "
+                              "(base_channels × channel_mult too large)")
         if self.image_size < 1 or self.in_channels < 1 or self.base_channels < 1:
             raise ConfigError("image_size, in_channels and base_channels must be positive")
         if not self.channel_mult or any(m < 1 for m in self.channel_mult):
