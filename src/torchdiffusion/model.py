@@ -25,6 +25,7 @@ class ModelConfig:
     class_names: list[str] | None = None
     conditioning: str = "none"  # none | class | text
     text_encoder: dict | None = None  # e.g. {"name": "minilm", "max_length": 32} for text models
+    image_condition: dict | None = None  # {"kind": "inpaint"} / {"kind": "superres", "factor": 4, …}: tasks/
 
     def validate(self) -> None:
         self.unet.validate()
@@ -42,6 +43,11 @@ class ModelConfig:
             raise ConfigError("class conditioning needs unet.num_classes")
         if self.conditioning == "text" and not (self.unet.context_dim and self.text_encoder):
             raise ConfigError("text conditioning needs unet.context_dim and a text_encoder")
+        if self.image_condition is not None:
+            kind = self.image_condition.get("kind") if isinstance(self.image_condition, dict) else None
+            if kind not in ("inpaint", "superres") or not self.unet.extra_in_channels:
+                raise ConfigError(f"image_condition {self.image_condition!r} needs kind inpaint or superres and "
+                                  "unet.extra_in_channels > 0")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -141,8 +141,8 @@ def denoise(model, images, sigma: float | None = None, *, method: str = "mean", 
         sigma = float(estimate_sigma(y).mean())
     sigma = check_sigma(denoiser, sigma, "sigma (the noise level of the image)")
     dev = pipe.device if pipe is not None else y.device
-    d = conditioned(denoiser, pipe, y.shape[0], class_labels, prompt, guidance_scale=guidance_scale)
-    d = Counter(fit_to_model(d, pipe, y, overlap))
+    tiled = fit_to_model(denoiser, pipe, y, overlap)  # inside the condition: it repeats per-image conditions per tile
+    d = Counter(conditioned(tiled, pipe, y.shape[0], class_labels, prompt, guidance_scale=guidance_scale))
     y = y.to(dev)
     info = {"sigma": sigma, "sigma_estimated": estimated, "method": method}
     if method == "mean":
