@@ -128,10 +128,10 @@ def bench_inpaint(pipe, inpaint_pipe, x, labels, judge, grids, steps):
     shown = []
     for kind in ("half (bottom)", "box 14×14 (centre)"):
         hole = _masks(kind, len(x))
-        masked = x * (1 - hole) + hole * -1
+        masked = x * (1 - hole) + hole * -1  # the hole filled with the background colour
         bih = _torch([inpaint_biharmonic(im, h[0].numpy().astype(bool)) for im, h in zip(_np(x * (1 - hole)), hole)])
         bih = x * (1 - hole) + hole * bih.clamp(-1, 1)
-        cands = [("masked input (hole black)", masked, 0), ("biharmonic (scikit-image)", bih, 0)]
+        cands = [("hole filled with background", masked, 0), ("biharmonic (scikit-image)", bih, 0)]
         t0 = time.perf_counter()
         r1 = inpaint(pipe, x, hole, steps=steps, sampler="ddim")
         cands.append((f"ours: replacement, DDIM {steps}", r1.images, r1.nfe))
@@ -145,7 +145,7 @@ def bench_inpaint(pipe, inpaint_pipe, x, labels, judge, grids, steps):
             mse_hole = float(((img - x) * hole).pow(2).sum() / hole.sum())
             rows.append([kind, name, nfe, f"{mse_hole:.3f}", f"{judge.acc(img, labels):.1%}",
                          f"{judge.feat(img, x):.2f}", known_ok])
-        shown += [c[1][:8] for c in cands] + [x[:8]]
+        shown += [(x * (1 - hole))[:8]] + [c[1][:8] for c in cands[1:]] + [x[:8]]  # hole shown mid-gray
         print(f"  inpaint {kind}: {time.perf_counter() - t0:.0f} s")
     table("Inpainting (error to the hidden truth; known pixels must be unchanged)",
           ["mask", "method", "NFE", "MSE in hole", "class acc.", "feat. dist.", "known pixels exact"], rows)

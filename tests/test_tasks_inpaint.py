@@ -22,8 +22,8 @@ def _hole():
     return hole
 
 
-# ABM is left out: sample_abm fails on 4-D image batches (its limiter calls Tensor.norm over 3 dims)
-@pytest.mark.parametrize("sampler", ["DDIM", "DPM++ 2M Karras", "Heun", "Euler a", "ddpm", "UniPC", "LMS"])
+@pytest.mark.parametrize("sampler", ["DDIM", "ABM", "DPM++ 2M Karras", "Heun", "Euler a", "ddpm", "UniPC", "LMS",
+                                     "PLMS", "DPM++ 3M SDE"])
 def test_known_pixels_exact_with_every_sampler(sampler):
     mix = _two_tone()
     img = mix.sample(6, torch.Generator().manual_seed(0), shape=(1, 4, 4))

@@ -165,7 +165,7 @@ def sample_grid(trainer, path, n: int, steps: int):
     pipe = DiffusionPipeline(trainer._ema_denoiser(), trainer.model_config)
     if cfg["kind"] == "inpaint":
         hole = random_masks(k, x.shape[-1], g)
-        shown = x * (1 - hole) + hole * -1
+        shown = x * (1 - hole)  # holes in mid-gray
         out = inpaint(pipe, x, hole, steps=steps, sampler=trainer.cfg.sampler, seed=trainer.cfg.seed).images
     else:
         f = int(cfg["factor"])
