@@ -85,7 +85,7 @@ def _add_train(sub) -> None:
     r.add_argument("--sample-n", type=int, default=64, help="images per grid")
     r.add_argument("--eval-every", type=int, default=None,
                    help="FID/KID (+ class accuracy) of the EMA model to OUT/eval.csv every N steps; default: 1000 for "
-                        "MNIST (fast MNIST-classifier features, ~1%% of the budget), off for other data; 0 = off")
+                        "MNIST (fast MNIST-classifier features, ~2%% of the training time), off for other data; 0 = off")
     r.add_argument("--eval-n", type=int, default=256, help="samples per evaluation during training")
     r.add_argument("--eval-steps", type=int, default=10, help="sampler steps for evaluation during training")
     r.add_argument("--eval-features", choices=("auto", "mnist", "inception"), default="auto",

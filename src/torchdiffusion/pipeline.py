@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Callable
 
@@ -33,6 +34,26 @@ def initial_noise(shape: tuple[int, ...], generators: list[torch.Generator], sig
     """x_T = σ_max · z with z drawn per sample from its generator (on the CPU)."""
     z = torch.stack([torch.randn(shape, generator=g) for g in generators])
     return (z * sigma).to(device)
+
+
+def check_generate_args(n, steps, seed, batch_size, sampler, guidance_scale, guidance_rescale) -> None:
+    """Types and ranges of :meth:`DiffusionPipeline.generate`'s arguments, as ConfigErrors."""
+    def integer(name, value, lo, hi=None):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+        if value < lo or (hi is not None and value > hi):
+            raise ConfigError(f"{name} must be in [{lo}, {hi}], got {value}" if hi is not None
+                              else f"{name} must be ≥ {lo}, got {value}")
+
+    integer("n", n, 1)
+    integer("steps", steps, 1)
+    integer("batch_size", batch_size, 1)
+    integer("seed", seed, 0, 2**64 - n)  # image i uses seed + i, a 64-bit generator seed
+    if not isinstance(sampler, str):
+        raise ConfigError(f"sampler must be a name (a string), got {sampler!r}")
+    for name, value in (("guidance_scale", guidance_scale), ("guidance_rescale", guidance_rescale)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
 
 
 class DiffusionPipeline:
@@ -150,10 +171,8 @@ class DiffusionPipeline:
         conditional, 0 = unconditional), computed in one batched forward per step.
         ``prompt`` (a string or one per image) and ``negative_prompt`` for a text model.
         """
-        if n < 1:
-            raise ConfigError(f"n must be ≥ 1, got {n}")
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be ≥ 1, got {batch_size}")
+        check_generate_args(n=n, steps=steps, seed=seed, batch_size=batch_size, sampler=sampler,
+                            guidance_scale=guidance_scale, guidance_rescale=guidance_rescale)
         if prompt is not None and class_labels is not None:
             raise ConfigError("give a class label or a prompt, not both")
         text_cond = text_uncond = None
