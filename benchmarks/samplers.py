@@ -407,7 +407,13 @@ def main(argv=None) -> int:
                             "config": f"{cls_name}({_describe(options)}) steps={steps}", **metrics(problem, out)})
         for label, cls_name, options in DIFFUSERS_STOCHASTIC:
             for nfe in NFES:
-                out, used, steps = run_at_nfe(problem, cls_name, options, nfe, seed=nfe)
+                result = run_at_nfe(problem, cls_name, options, nfe, seed=nfe)
+                if result is None:  # e.g. Karras σ on a cosine schedule: diffusers crashes at every step count
+                    results.append({"nfe": nfe, "who": "diffusers", "label": label, "used": nfe, "det": False,
+                                    "config": f"{cls_name}({_describe(options)}) failed (diffusers raised)",
+                                    "median": math.nan, "rms": math.nan, "wrong": math.nan, "sw": math.nan})
+                    continue
+                out, used, steps = result
                 results.append({"nfe": nfe, "who": "diffusers", "label": label, "used": used, "det": False,
                                 "config": f"{cls_name}({_describe(options)}) steps={steps}", **metrics(problem, out)})
 
