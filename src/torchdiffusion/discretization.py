@@ -247,7 +247,8 @@ def get_sigmas(model, grid: str, steps: int, *, sigma_min: float | None = None, 
                               f"has none (use karras, exponential or logsnr)")
         if sigma_min is not None or sigma_max is not None:
             raise ConfigError(f"grid {name!r} uses the schedule's own timesteps; sigma_min/sigma_max only apply to "
-                              "the grids defined in σ (karras, exponential, logsnr, polyexponential, angle, angle_clustered)")
+                              "the grids defined in σ (karras, exponential, logsnr, polyexponential, angle, "
+                              "angle_clustered)")
         return schedule_sigmas(schedule, steps, name)
     if name == "karras":
         return karras_sigmas(steps, lo, hi, 7.0 if rho is None else rho)
