@@ -107,7 +107,7 @@ class DiffusionPipeline:
 
     def sigmas(self, steps: int, sampler: str = "ddim") -> Tensor:
         """The σ-grid that ``sampler`` is registered with ("DDIM": trailing timesteps, "DPM++ 2M
-        Karras": Karras ρ = 7, "ABM": the angle grid, …), inside this model's trained range."""
+        Karras": Karras ρ = 7, "ABM": the end-clustered angle grid, …), inside this model's trained range."""
         if steps < 1:
             raise ConfigError(f"steps must be ≥ 1, got {steps}")
         return sampling.sampler_sigmas(sampler, self.denoiser, steps)
