@@ -289,9 +289,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _refuse_empty_values(parser: argparse.ArgumentParser, args) -> None:
+    """Python 3.11's argparse turns ``--opt=--`` into ``[]`` for a one-value option, skipping its
+    type check; refuse it like any malformed value instead of failing later."""
+    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    cmd = sub.choices.get(getattr(args, "command", None)) if sub is not None else None
+    for action in (cmd._actions if cmd is not None else []):
+        if action.nargs is None and getattr(args, action.dest, None) == []:
+            cmd.error(f"argument {'/'.join(action.option_strings)}: expected one value")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _refuse_empty_values(parser, args)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
         return args.func(args)
