@@ -169,7 +169,7 @@ def bench_superres(pipe, sr_pipe, x, labels, judge, grids, steps):
                      f"{judge.acc(img, labels):.1%}", f"{judge.feat(img, x):.2f}", f"{cons:.3f}"])
     rows.append(["(truth, 28×28)", "-", "∞", "1.000", f"{judge.acc(x, labels):.1%}", "0", "0"])
     table("Super-resolution ×4 (7×7 block averages → 28×28)",
-          ["method", "NFE", "PSNR dB", "SSIM", "class acc.", "feat. dist.", "max |A x - y|"], rows)
+          ["method", "NFE", "PSNR dB", "SSIM", "class acc.", "feat. dist.", "max \\|A x - y\\|"], rows)
     save_grid(torch.cat([c[1][:8] for c in cands] + [x[:8]]), grids / "superres.png", nrow=8, scale=2)
 
 

@@ -74,3 +74,17 @@ def test_bad_task_options():
         apply_task(cfg, "superres", 3)
     with pytest.raises(ConfigError, match="drop --vae"):
         apply_task(cfg, "inpaint", latent=True)
+
+
+def test_projection_stays_consistent_after_clamping_to_the_pixel_range():
+    """Digits are mostly -1: a plain clamp after the projection breaks A x = y; POCS does not."""
+    from torchdiffusion.datasets import load_mnist
+    from torchdiffusion.tasks.superres import project_in_range
+
+    x = load_mnist(28, split="test").batch(torch.arange(20))
+    y = downsample(x, 4)
+    z = torch.randn(20, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    assert float((downsample(project(z, y, 4).clamp(-1, 1), 4) - y).abs().max()) > 0.1
+    out = project_in_range(z, y, 4)
+    assert out.min() >= -1 and out.max() <= 1
+    assert float((downsample(out, 4) - y).abs().max()) < 1e-3

@@ -19,11 +19,11 @@ what the benchmark feeds in). Two methods:
       D'(x, σ) = D(x, σ) + A†(y - A D(x, σ)),     A† = nearest-neighbour upsampling by f,
 
   (A† is the pseudo-inverse of block averaging: A A† = I), so only the null space of A (the
-  detail inside each block) comes from the model. The output satisfies A x = y (up to the final
-  clamp to [-1, 1]). Limits: exact only for the block-average degradation (a bicubic or
-  blurred downsampling breaks A x = y and leaves ringing), noise-free y (noise in y is
-  copied into the output; DDNM⁺ would handle it), and the model's resolution fixed (×f of
-  the model's image size over f).
+  detail inside each block) comes from the model; the output is finally made to satisfy both
+  A x = y and x ∈ [-1, 1] by alternating projections (:func:`project_in_range`). Limits:
+  exact only for the block-average degradation (a bicubic or blurred downsampling breaks
+  A x = y and leaves ringing), noise-free y (noise in y is copied into the output; DDNM⁺
+  would handle it), and the model's resolution fixed (×f of the model's image size over f).
 """
 from __future__ import annotations
 
@@ -78,6 +78,16 @@ class ProjectionDenoiser(Wrapper):
 def project(x: Tensor, lowres: Tensor, factor: int) -> Tensor:
     """x + A†(y - A x): the closest image to x (in L2) whose block averages are y."""
     return x + upsample_nearest(lowres - downsample(x, factor), factor)
+
+
+def project_in_range(x: Tensor, lowres: Tensor, factor: int, iters: int = 100) -> Tensor:
+    """An image in [-1, 1] with block averages y, near x: alternating projections onto
+    {A x = y} and the box [-1, 1] (POCS, Youla & Webb 1982), which converge to a point of
+    their intersection when it is not empty (it is for a y made from a valid image). A plain
+    clamp after :func:`project` breaks A x = y in blocks near black or white."""
+    for _ in range(iters):
+        x = project(x, lowres, factor).clamp(-1, 1)
+    return x
 
 
 @torch.no_grad()
@@ -145,6 +155,6 @@ def upscale(model, lowres, factor: int | None = None, *, steps: int = 50, sample
     x = (noise(shape, gens) * float(sigmas[0])).to(dev)
     out = run_sampler(sampler, d, x, sigmas, gens, sampler_kwargs).clamp(-1, 1)
     if method == "projection":
-        out = project(out, y, factor).clamp(-1, 1)
+        out = project_in_range(out, y, factor)
     return TaskResult(out.cpu(), d.nfe, {"method": method, "factor": factor, "sigmas": sigmas,
                                          "aug_level": float(aug_level) if method == "sr3" else None})
