@@ -28,7 +28,7 @@ import torch
 from torchdiffusion.cli import main as cli
 
 PROMPTS = ["red heart", "grinning face", "dog face", "pizza", "sun", "flag: france", "rocket", "snowman"]
-UNET = ["--base-channels", "64", "--channel-mult", "1,2,2", "--batch-size", "32", "--lr", "1e-3"]
+UNET = ["--channel-mult", "1,2,2", "--lr", "1e-3"]
 
 
 def _record(root: Path, name: str, value: dict) -> None:
@@ -41,25 +41,27 @@ def _record(root: Path, name: str, value: dict) -> None:
     print(json.dumps({name: value}, indent=2))
 
 
-def vae(root: Path, data: str, size: int, minutes: float, name: str) -> None:
+def vae(root: Path, data: str, size: int, minutes: float, name: str, base: int, batch: int) -> None:
     out = root / name
     assert cli(["train-vae", "--data", data, "--image-size", str(size), "--out", str(out), "--minutes", str(minutes),
-                "--layout", "f4", "--base-channels", "32", "--batch-size", "32", "--lr", "1e-3",
+                "--layout", "f4", "--base-channels", str(base), "--batch-size", str(batch), "--lr", "1e-3",
                 "--kl-weight", "1e-6", "--sample-every", "100000", "--no-progress"]) == 0
     r = json.loads((out / "eval.json").read_text())
     _record(root, name, {k: r[k] for k in ("psnr", "ssim", "n", "compression", "scale_factor", "step",
-                                           "train_seconds")} | {"budget_min": minutes, "data": data, "size": size})
+                                           "train_seconds")} | {"budget_min": minutes, "data": data, "size": size,
+                                                             "base_channels": base, "batch_size": batch})
 
 
-def step_time(root: Path, repeats: int = 5) -> None:
-    """Training-step time of the same U-Net on 64 px RGB pixels vs 16×16×4 latents (batch 32), A/B."""
+def step_time(root: Path, base: int, repeats: int = 3) -> None:
+    """Training-step time of the same U-Net on 64 px RGB pixels vs 16×16×4 latents (batch 32), A/B
+    (alternating, median of ``repeats``, one warm-up step each)."""
     from torchdiffusion.losses import diffusion_loss
     from torchdiffusion.model import ModelConfig, build_denoiser
     from torchdiffusion.schedules import ScheduleConfig
     from torchdiffusion.unet import UNetConfig
 
     def make(size, ch):
-        cfg = ModelConfig(unet=UNetConfig(image_size=size, in_channels=ch, base_channels=64, channel_mult=(1, 2, 2),
+        cfg = ModelConfig(unet=UNetConfig(image_size=size, in_channels=ch, base_channels=base, channel_mult=(1, 2, 2),
                                           attention_resolutions=(size // 4,)), schedule=ScheduleConfig("cosine", 1000))
         den = build_denoiser(cfg)
         return den, torch.optim.AdamW(den.network.parameters(), lr=1e-4)
@@ -70,24 +72,27 @@ def step_time(root: Path, repeats: int = 5) -> None:
         for name, (den, opt) in nets.items():
             c, s = (3, 64) if name.startswith("pixel") else (4, 16)
             x = torch.randn(32, c, s, s)
-            t0 = time.perf_counter()
-            for _ in range(3):
+            for warm in (True, False) if not times[name] else (False,):
+                t0 = time.perf_counter()
                 loss = diffusion_loss(den.network, den.schedule, x, "v", "min_snr")
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-            times[name].append((time.perf_counter() - t0) / 3)
+                if not warm:
+                    times[name].append(time.perf_counter() - t0)
+                    print(f"{name}: {times[name][-1]:.2f} s/step", flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
     # the VAE encode is paid once (cached latents); the decode once per sample grid
     _record(root, "step_time", {"seconds_per_step_batch32": med,
-                                "speedup": med["pixel 3×64×64"] / med["latent 4×16×16"], "repeats": repeats})
+                                "speedup": med["pixel 3×64×64"] / med["latent 4×16×16"], "repeats": repeats,
+                                "base_channels": base})
 
 
-def diffusion(root: Path, minutes: float, latent: bool) -> None:
+def diffusion(root: Path, minutes: float, latent: bool, base: int, batch: int) -> None:
     name = "ldm-emoji" if latent else "pixel-emoji"
     out = root / name
     args = ["train", "--data", "twemoji", "--condition", "text", "--out", str(out), "--minutes", str(minutes),
-            *UNET, "--sample-every", "100000", "--sample-n", "32", "--final-steps", "25", "--no-progress",
+            *UNET, "--base-channels", str(base), "--batch-size", str(batch), "--sample-every", "100000", "--sample-n", "32", "--final-steps", "25", "--no-progress",
             "--precision", "fp32"]
     args += ["--vae", str(root / "vae-emoji")] if latent else ["--image-size", "64"]
     t0 = time.perf_counter()
@@ -104,7 +109,8 @@ def diffusion(root: Path, minutes: float, latent: bool) -> None:
     sample_s = time.perf_counter() - t0
     _prompt_grid(out, grid)
     _record(root, name, {"steps": steps, "train_seconds": elapsed, "seconds_per_step": elapsed / max(steps, 1),
-                         "wall_seconds": wall, "budget_min": minutes, "grid": str(grid),
+                         "wall_seconds": wall, "budget_min": minutes, "grid": str(grid), "base_channels": base,
+                         "batch_size": batch,
                          "sample_seconds_4_images_25_steps": sample_s})
 
 
@@ -130,17 +136,19 @@ def main() -> None:
                    choices=("vae-mnist", "vae-emoji", "step-time", "ldm-emoji", "pixel-emoji", "table"))
     p.add_argument("--minutes", type=float, default=4.0)
     p.add_argument("--root", default="runs/latent-bench")
+    p.add_argument("--base-channels", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32)
     a = p.parse_args()
     root = Path(a.root)
     root.mkdir(parents=True, exist_ok=True)
     if a.phase == "vae-mnist":
-        vae(root, "mnist", 28, a.minutes, "vae-mnist")
+        vae(root, "mnist", 28, a.minutes, "vae-mnist", a.base_channels, a.batch_size)
     elif a.phase == "vae-emoji":
-        vae(root, "twemoji", 64, a.minutes, "vae-emoji")
+        vae(root, "twemoji", 64, a.minutes, "vae-emoji", a.base_channels, a.batch_size)
     elif a.phase == "step-time":
-        step_time(root)
+        step_time(root, a.base_channels)
     elif a.phase in ("ldm-emoji", "pixel-emoji"):
-        diffusion(root, a.minutes, latent=a.phase == "ldm-emoji")
+        diffusion(root, a.minutes, a.phase == "ldm-emoji", a.base_channels, a.batch_size)
     else:
         table(root)
 

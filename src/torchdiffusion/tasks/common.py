@@ -155,7 +155,7 @@ def _read(item, name: str, mode: str | None = None):
             with Image.open(path) as img:
                 img.load()
                 return img.copy()
-        except (UnidentifiedImageError, OSError) as exc:
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
             raise DataError(f"{name} {path}: not a readable image ({exc})") from None
     return item
 

@@ -93,7 +93,11 @@ def interpolate_images(model, image_a, image_b, frames: int = 8, *, steps: int =
     denoiser, pipe = resolve(model)
     _check_plain(pipe)
     channels = pipe.config.unet.in_channels if pipe is not None else None
-    pair = torch.cat([as_images(image_a, channels, "first image"), as_images(image_b, channels, "second image")])
+    a, b = as_images(image_a, channels, "first image"), as_images(image_b, channels, "second image")
+    if a.shape[1:] != b.shape[1:]:
+        raise ConfigError(f"the two images differ in size ({tuple(a.shape[1:])} and {tuple(b.shape[1:])}): "
+                          "give two images of the same size")
+    pair = torch.cat([a, b])
     if pair.shape[0] != 2:
         raise ConfigError("interpolate_images takes one image at each end")
     inv = invert(model, pair, steps=steps, fixed_point_iters=fixed_point_iters)
