@@ -30,6 +30,7 @@ def main() -> None:
     p.add_argument("--base-channels", type=int, default=32)
     p.add_argument("--channel-mult", default="1,2,2")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--resume", action="store_true", help="continue OUT's run (--minutes is the new total budget)")
     args = p.parse_args()
     data = load_mnist(28, split="train")
     mult = tuple(int(v) for v in args.channel_mult.split(","))
@@ -42,7 +43,7 @@ def main() -> None:
         apply_task(cfg, args.task, args.sr_factor)
     train = TrainConfig(data="mnist", out=args.out, minutes=None if args.steps else args.minutes, steps=args.steps,
                         seed=args.seed, batch_size=args.batch_size, sample_every=10**9, checkpoint_every=500, progress=False, final_steps=25)
-    trainer = prepare_run(cfg, train, dataset=data)
+    trainer = prepare_run(cfg, train, dataset=data, resume=args.resume)
     trainer.train()
     print(f"trained {trainer.step} steps in {trainer.elapsed / 60:.1f} min -> {args.out}/model")
 
