@@ -54,3 +54,15 @@ def test_help_lists_every_command():
                           text=True).stdout
     for flag in ("--data", "--minutes", "--steps", "--resume", "--schedule", "--parameterization", "--weighting"):
         assert flag in text
+
+
+def test_samplers_command_lists_every_registered_name(capsys):
+    from torchdiffusion.samplers import DEFAULT_SAMPLER, _REGISTRY_ROWS, resolve_sampler
+
+    assert main(["samplers"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == len(_REGISTRY_ROWS)
+    for (name, *_), line in zip(_REGISTRY_ROWS, lines):
+        assert line.startswith(name + " ") and "diffusers:" in line
+        assert resolve_sampler(name).grid in line
+    assert any(line.startswith(DEFAULT_SAMPLER + " ") and line.endswith("(default)") for line in lines)

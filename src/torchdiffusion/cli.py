@@ -227,6 +227,26 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def _add_samplers(sub) -> None:
+    p = sub.add_parser("samplers", help="list the sampler names (with their σ-grids and diffusers equivalents)",
+                       description="Every name `--sampler` accepts: the familiar names (as in diffusers and web "
+                                   "UIs), their σ-grid and the diffusers scheduler configuration they match. Case, "
+                                   "'_' and '-' do not matter.")
+    p.set_defaults(func=cmd_samplers)
+
+
+def cmd_samplers(args) -> int:
+    from .samplers import DEFAULT_SAMPLER, SAMPLER_REGISTRY, _REGISTRY_ROWS
+
+    width = max(len(row[0]) for row in _REGISTRY_ROWS)
+    for name, *_ in _REGISTRY_ROWS:
+        spec = SAMPLER_REGISTRY[name]
+        kind = "stochastic" if spec.stochastic else "deterministic"
+        mark = "  (default)" if name == DEFAULT_SAMPLER else ""
+        print(f"{name:<{width}}  {spec.grid:<11} {kind:<13} diffusers: {spec.diffusers}{mark}")
+    return 0
+
+
 def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="FID, KID, precision/recall (and class accuracy) of a trained model",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -283,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_sample(sub)
     _add_eval(sub)
+    _add_samplers(sub)
     add_vae_commands(sub)
     add_task_commands(sub)
     add_serve_command(sub)
