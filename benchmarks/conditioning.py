@@ -26,7 +26,7 @@ import time
 
 import torch
 
-from torchdiffusion import DiffusionPipeline
+from torchdiffusion import DiffusionPipeline, guidance
 from torchdiffusion.captions import HELDOUT_TEMPLATES, TRAIN_TEMPLATES, _fill
 from torchdiffusion.classifier import classify
 
@@ -89,7 +89,21 @@ def cfg_timing(pipe, steps, sampler, batch, repeats=3):
 
     plain = med(lambda: pipe.generate(guidance_scale=1.0, **cond, **kw))
     guided = med(lambda: pipe.generate(guidance_scale=3.0, **cond, **kw))
-    return {"batch": batch, "steps": steps, "seconds_w1": plain, "seconds_cfg": guided, "ratio": guided / plain}
+    # the same guidance as two sequential network calls per step (what CFGDenoiser avoids)
+    batched_forward = guidance.CFGDenoiser.forward
+    guidance.CFGDenoiser.forward = _sequential_cfg
+    try:
+        sequential = med(lambda: pipe.generate(guidance_scale=3.0, **cond, **kw))
+    finally:
+        guidance.CFGDenoiser.forward = batched_forward
+    return {"batch": batch, "steps": steps, "seconds_w1": plain, "seconds_cfg": guided, "ratio": guided / plain,
+            "seconds_cfg_sequential": sequential, "ratio_sequential": sequential / plain}
+
+
+def _sequential_cfg(self, x, sigma):
+    d_c = self.denoiser(x, sigma, **self.cond)
+    d_u = self.denoiser(x, sigma, **self.uncond)
+    return d_u + self.scale * (d_c - d_u)
 
 
 def main() -> None:
@@ -102,6 +116,7 @@ def main() -> None:
     ap.add_argument("--scales", type=float, nargs="+", default=[0, 1, 2, 4, 8])
     ap.add_argument("--seed", type=int, default=1000)
     ap.add_argument("--timing-batch", type=int, default=64)
+    ap.add_argument("--timing-only", action="store_true", help="only the CFG timing")
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
@@ -109,14 +124,17 @@ def main() -> None:
     if args.class_model:
         pipe = DiffusionPipeline.from_pretrained(args.class_model)
         print(f"class-conditional model {args.class_model}: N={args.n}, {args.sampler} {args.steps} steps")
-        out["class"] = class_table(pipe, args.n, args.steps, args.sampler, args.scales, args.seed)
+        if not args.timing_only:
+            out["class"] = class_table(pipe, args.n, args.steps, args.sampler, args.scales, args.seed)
         out["cfg_timing_class"] = t = cfg_timing(pipe, args.steps, args.sampler, args.timing_batch)
         print(f"  CFG cost: {t['seconds_cfg']:.2f} s vs {t['seconds_w1']:.2f} s without guidance "
-              f"(×{t['ratio']:.2f}; batch {t['batch']}, {t['steps']} steps)")
+              f"(×{t['ratio']:.2f}; two sequential calls: ×{t['ratio_sequential']:.2f}; batch {t['batch']}, "
+              f"{t['steps']} steps)")
     if args.text_model:
         pipe = DiffusionPipeline.from_pretrained(args.text_model)
         print(f"text-conditional model {args.text_model}: N={args.n}, {args.sampler} {args.steps} steps")
-        out["text"] = text_table(pipe, args.n, args.steps, args.sampler, args.scales, args.seed)
+        if not args.timing_only:
+            out["text"] = text_table(pipe, args.n, args.steps, args.sampler, args.scales, args.seed)
         out["cfg_timing_text"] = t = cfg_timing(pipe, args.steps, args.sampler, args.timing_batch)
         print(f"  CFG cost: {t['seconds_cfg']:.2f} s vs {t['seconds_w1']:.2f} s without guidance "
               f"(×{t['ratio']:.2f}; batch {t['batch']}, {t['steps']} steps)")
