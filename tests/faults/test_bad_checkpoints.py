@@ -153,7 +153,7 @@ def test_config_json_with_wrong_types(model_dir, data):
         path = data.draw(st.sampled_from(paths))
         node = cfg
         for k in path[:-1]:
-            node = node[k] if isinstance(node, dict) else {}
+            node = node.get(k, {}) if isinstance(node, dict) else {}
         if isinstance(node, dict) and path[-1] in node:
             if data.draw(st.booleans()) and len(path) > 0:
                 node[path[-1]] = data.draw(WRONG_VALUES)
