@@ -71,21 +71,29 @@ def _noise_like(x: Tensor, generator) -> Tensor:
     return noise.to(device=x.device, dtype=x.dtype)
 
 
-class CountingDenoiser(torch.nn.Module):
-    """Wraps a denoiser and counts its calls (NFE, one per batched call) in ``nfe``."""
+class DenoiserWrapper(torch.nn.Module):
+    """Base of denoiser wrappers: attributes it lacks (sigma_min, sigma_max, schedule, …) are
+    those of the wrapped ``self.denoiser``."""
 
     def __init__(self, denoiser):
         super().__init__()
         self.denoiser = denoiser
-        self.nfe = 0
 
-    def __getattr__(self, name):  # sigma_min, sigma_max, schedule, … of the wrapped denoiser
+    def __getattr__(self, name):
         try:
             return super().__getattr__(name)
         except AttributeError:
             if name == "denoiser":
                 raise
             return getattr(self.denoiser, name)
+
+
+class CountingDenoiser(DenoiserWrapper):
+    """Wraps a denoiser and counts its calls (NFE, one per batched call) in ``nfe``."""
+
+    def __init__(self, denoiser):
+        super().__init__(denoiser)
+        self.nfe = 0
 
     def forward(self, x, sigma, **cond):
         self.nfe += 1

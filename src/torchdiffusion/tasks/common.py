@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ..discretization import T_SPACINGS, get_sigmas
 from ..errors import ConfigError, DataError
+from ..samplers import DenoiserWrapper as Wrapper  # forwards sigma_min/sigma_max/schedule
 from ..schedules import NoiseSchedule
 
 
@@ -71,40 +72,15 @@ def model_size(pipe) -> int | None:
     return None if pipe is None else pipe.config.unet.image_size
 
 
-class Bound(nn.Module):
+class Bound(Wrapper):
     """D'(x, σ) = D(x, σ, **cond) with the condition fixed (per-sample tensors, batch first)."""
 
     def __init__(self, denoiser, **cond):
-        super().__init__()
-        self.denoiser = denoiser
+        super().__init__(denoiser)
         self.cond = {k: v for k, v in cond.items() if v is not None}
-
-    def __getattr__(self, name):  # sigma_min, sigma_max, schedule of the wrapped denoiser
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name == "denoiser":
-                raise
-            return getattr(self.denoiser, name)
 
     def forward(self, x: Tensor, sigma, **cond) -> Tensor:
         return self.denoiser(x, sigma, **{**self.cond, **cond})
-
-
-class Wrapper(nn.Module):
-    """Base of the task wrappers: forwards sigma_min/sigma_max/schedule to the inner denoiser."""
-
-    def __init__(self, denoiser):
-        super().__init__()
-        self.denoiser = denoiser
-
-    def __getattr__(self, name):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name == "denoiser":
-                raise
-            return getattr(self.denoiser, name)
 
 
 def conditioned(denoiser, pipe, n: int, class_labels=None, prompt=None, negative_prompt=None,
