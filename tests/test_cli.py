@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from PIL import Image
 
 from torchdiffusion.cli import main
@@ -66,3 +67,37 @@ def test_samplers_command_lists_every_registered_name(capsys):
         assert line.startswith(name + " ") and "diffusers:" in line
         assert resolve_sampler(name).grid in line
     assert any(line.startswith(DEFAULT_SAMPLER + " ") and line.endswith("(default)") for line in lines)
+
+
+def test_condition_auto_uses_labels_when_the_data_has_them(tmp_path):
+    """The default ``--condition auto``: MNIST (labelled) → class model whose plain ``sample``
+    draws every class in rows; a folder without class sub-folders, or a --task run → unconditional."""
+    import json
+
+    import numpy as np
+
+    from torchdiffusion import DiffusionPipeline
+
+    out = tmp_path / "digits"
+    assert main(["train", "--out", str(out), "--steps", "1", *TINY]) == 0
+    cfg = json.loads((out / "model" / "config.json").read_text())
+    assert cfg["conditioning"] == "class" and cfg["unet"]["num_classes"] == 10
+    grid = tmp_path / "grid.png"
+    assert main(["sample", "--checkpoint", str(out), "--n", "20", "--steps", "2", "--scale", "1",
+                 "--out", str(grid), "--no-progress"]) == 0
+    assert Image.open(grid).size[0] > Image.open(grid).size[1]  # 10 classes per row, 2 rows
+    pipe = DiffusionPipeline.from_pretrained(out)
+    every = pipe.generate(n=12, steps=2, seed=3, progress=False, guidance_scale=2.0)
+    cycled = pipe.generate(n=12, steps=2, seed=3, progress=False, guidance_scale=2.0,
+                           class_labels=[i % 10 for i in range(12)])
+    assert torch.equal(every, cycled)
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(flat / f"{i}.png")
+    assert main(["train", "--data", str(flat), "--out", str(tmp_path / "f"), "--steps", "1", *TINY]) == 0
+    assert json.loads((tmp_path / "f" / "model" / "config.json").read_text())["conditioning"] == "none"
+    assert main(["train", "--out", str(tmp_path / "t"), "--task", "inpaint", "--steps", "1", *TINY]) == 0
+    assert json.loads((tmp_path / "t" / "model" / "config.json").read_text())["conditioning"] == "none"

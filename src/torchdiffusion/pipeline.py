@@ -147,10 +147,10 @@ class DiffusionPipeline:
         """Per-sample (cond, uncond) class tensors, or (None, None) for an unconditional model."""
         cfg = self.config
         if class_labels is None:
-            if cfg.conditioning == "class":
-                raise ConfigError("this model is class-conditional: give a class label (--class), "
-                                  f"one of {cfg.class_names or list(range(cfg.unet.num_classes))}")
-            return None, None
+            if cfg.conditioning != "class":
+                return None, None
+            class_labels = torch.arange(n) % cfg.unet.num_classes  # every class in turn
+
         if isinstance(class_labels, (int, str)):
             class_labels = [class_labels] * n
         labels = torch.tensor([self.class_index(c) for c in (class_labels.tolist() if isinstance(class_labels, Tensor)
@@ -167,7 +167,7 @@ class DiffusionPipeline:
         """Generate ``n`` images in [-1, 1], shape (n, C, H, W).
 
         ``class_labels``: one label (index or name) for all images or one per image, for a
-        class-conditional model; ``guidance_scale`` w of classifier-free guidance (1 = plain
+        class-conditional model (None: every class in turn, image i of class i mod K); ``guidance_scale`` w of classifier-free guidance (1 = plain
         conditional, 0 = unconditional), computed in one batched forward per step.
         ``prompt`` (a string or one per image) and ``negative_prompt`` for a text model.
         """

@@ -376,8 +376,9 @@ class Trainer:
         nrow = None
         if self.model_config.conditioning == "class":  # rows of classes 0, 1, 2, …
             k = self.model_config.unet.num_classes
+            n = -(-n // k) * k  # whole rows: 64 → 70 for ten classes
             labels = torch.arange(n) % k
-            nrow = k if n % k == 0 else None
+            nrow = k
         elif self.text is not None:  # a few of the training captions, one per column
             if self.dataset.name == "mnist":
                 from .captions import TRAIN_TEMPLATES, _fill
