@@ -64,13 +64,15 @@ def add_task_commands(sub) -> None:
 
     p = sub.add_parser("upscale", help="super-resolve low-resolution images", formatter_class=_FMT,
                        description="Upscale images to the model's resolution: with an SR3 model (`train --task "
-                                   "superres`), or zero-shot with any model by DDNM projection onto the images whose "
-                                   "block averages are the input.")
+                                   "superres`), zero-shot with any pixel model by DDNM projection onto the images "
+                                   "whose block averages are the input, or (the default for latent models) by "
+                                   "bicubic upsampling + SDEdit at --strength + that projection.")
     _common(p)
     p.add_argument("--image", nargs="+", required=True, help="low-resolution image file(s)")
     p.add_argument("--factor", type=int, default=None, help="upscale factor (default: the model's / size ratio)")
-    p.add_argument("--method", choices=("auto", "sr3", "projection"), default="auto")
+    p.add_argument("--method", choices=("auto", "sr3", "projection", "sdedit"), default="auto")
     p.add_argument("--aug-level", type=float, default=0.0, help="SR3 noise-conditioning augmentation level")
+    p.add_argument("--strength", type=float, default=0.5, help="SDEdit strength of method sdedit")
     _cond(p)
     _out(p, "upscaled.png")
     p.set_defaults(func=cmd_upscale)
@@ -139,7 +141,7 @@ def cmd_denoise(args) -> int:
 
     pipe = _pipe(args)
     t0 = time.perf_counter()
-    images = as_images(args.image, pipe.config.unet.in_channels, "--image")
+    images = as_images(args.image, pipe.image_shape[0], "--image")
     r = denoise(pipe, images, args.sigma, method=args.method, steps=args.steps, sampler=args.sampler, seed=args.seed,
                 overlap=args.overlap, class_labels=args.class_label, prompt=args.prompt,
                 guidance_scale=args.guidance_scale)
@@ -154,7 +156,7 @@ def cmd_inpaint(args) -> int:
 
     pipe = _pipe(args)
     t0 = time.perf_counter()
-    images = as_images(args.image, pipe.config.unet.in_channels, "--image")
+    images = as_images(args.image, pipe.image_shape[0], "--image")
     r = inpaint(pipe, images, args.mask, steps=args.steps, sampler=args.sampler, seed=args.seed, jump=args.jump,
                 resample=args.resample, method=args.method, class_labels=args.class_label, prompt=args.prompt,
                 guidance_scale=args.guidance_scale)
@@ -168,9 +170,10 @@ def cmd_upscale(args) -> int:
 
     pipe = _pipe(args)
     t0 = time.perf_counter()
-    images = as_images(args.image, pipe.config.unet.in_channels, "--image")
+    images = as_images(args.image, pipe.image_shape[0], "--image")
     r = upscale(pipe, images, args.factor, steps=args.steps, sampler=args.sampler, seed=args.seed,
-                method=args.method, aug_level=args.aug_level, class_labels=args.class_label, prompt=args.prompt,
+                method=args.method, aug_level=args.aug_level, strength=args.strength,
+                class_labels=args.class_label, prompt=args.prompt,
                 guidance_scale=args.guidance_scale)
     paths = _write(r.images, args.image, args.out, args.scale)
     _report("upscale", paths, r, time.perf_counter() - t0, f" ({r.info['method']}, ×{r.info['factor']})")
@@ -182,7 +185,7 @@ def cmd_img2img(args) -> int:
 
     pipe = _pipe(args)
     t0 = time.perf_counter()
-    images = as_images(args.image, pipe.config.unet.in_channels, "--image")
+    images = as_images(args.image, pipe.image_shape[0], "--image")
     r = img2img(pipe, images, args.strength, steps=args.steps, sampler=args.sampler, seed=args.seed,
                 class_labels=args.class_label, prompt=args.prompt, negative_prompt=args.negative_prompt,
                 guidance_scale=args.guidance_scale)

@@ -7,6 +7,14 @@ one of our samplers with a *denoiser wrapper*: a module D'(x, σ) that condition
 projects the prediction. Wrapping the denoiser (instead of editing x between steps) is what
 makes every task work with every sampler, including those whose state is not x (ABM
 integrates u = x cos φ/σ_d).
+
+Latent diffusion pipelines (:class:`~torchdiffusion.latent.LatentDiffusionPipeline`) run
+the same tasks in their latent space: a task reads pixel images, maps them to the model's
+space with :class:`ModelSpace` (``to_model`` = the VAE encoder's posterior mean times the
+scale factor, masks max-pooled over each f×f block so a latent cell is regenerated when any
+of its pixels is in the hole), samples there, and decodes with ``to_pixels``; for a pixel
+model both maps are the identity (Rombach et al. 2022, "High-Resolution Image Synthesis with
+Latent Diffusion Models", §4.3 and App. for inpainting/img2img in latent space).
 """
 from __future__ import annotations
 
@@ -48,8 +56,6 @@ def resolve(model):
     if isinstance(model, (str, Path)):
         model = DiffusionPipeline.from_pretrained(model)
     if isinstance(model, DiffusionPipeline):
-        if tuple(getattr(model, "latent_shape", model.image_shape)) != tuple(model.image_shape):
-            raise ConfigError("the editing tasks work on pixel-space models; this is a latent diffusion pipeline")
         model.denoiser.eval()
         return model.denoiser, model
     if not callable(model):
@@ -63,13 +69,48 @@ def image_condition(pipe) -> dict | None:
 
 
 def model_channels(denoiser, pipe, images: Tensor | None = None) -> int | None:
+    """Channels of the images the model makes (pixels; a latent model's VAE's)."""
     if pipe is not None:
-        return pipe.config.unet.in_channels
+        return int(pipe.image_shape[0])
     return None if images is None else images.shape[1]
 
 
 def model_size(pipe) -> int | None:
-    return None if pipe is None else pipe.config.unet.image_size
+    """Pixel size of the images the model makes (a latent model's: latent size × f)."""
+    return None if pipe is None else int(pipe.image_shape[-1])
+
+
+class ModelSpace:
+    """Where a model samples: pixels (identity maps) or a VAE's latent space.
+
+    ``to_model(y)``: pixel images → the model's space (E(y)·s for a latent pipeline, the
+    posterior mean); ``to_pixels(x)``: back (D(x/s)); ``mask_to_model(hole)``: a pixel hole
+    mask (N, 1, H, W) → the model's resolution, max-pooled over f×f blocks; ``factor`` f."""
+
+    def __init__(self, pipe):
+        self.pipe = pipe
+        self.latent = pipe is not None and hasattr(pipe, "vae")
+        self.factor = int(pipe.vae.config.downsample_factor) if self.latent else 1
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """(C, H, W) of the model's state (latents for a latent pipeline)."""
+        return tuple(self.pipe.latent_shape)
+
+    def to_model(self, y: Tensor) -> Tensor:
+        return self.pipe.encode(y).to(y.device) if self.latent else y
+
+    def to_pixels(self, x: Tensor) -> Tensor:
+        return self.pipe.decode(x).to(x.device) if self.latent else x
+
+    def mask_to_model(self, hole: Tensor) -> Tensor:
+        if not self.latent:
+            return hole
+        return torch.nn.functional.max_pool2d(hole, self.factor)
+
+
+def space_of(pipe) -> ModelSpace:
+    return ModelSpace(pipe)
 
 
 class Bound(Wrapper):

@@ -21,6 +21,14 @@ Images larger (or other-sized) than the model are processed in overlapping tiles
 model's size (:class:`TiledDenoiser`): every call of D is applied to all tiles in one batch
 and the tile outputs are blended with a weight that ramps linearly to the tile borders, so
 overlaps fade into each other without seams. The tiled D works with every sampler.
+
+A latent model denoises in its latent space. Pixel noise σε does not map to isotropic
+Gaussian latent noise of a known level, so this is an approximation: the encoder is taken
+as locally linear, z_y = E(y)·s ≈ z₀ + J σ ε, and the latent level is measured as
+σ_z = rms(E(y + σ ε')·s - E(y)·s) with one extra encoding of freshly noised y (ε' seeded),
+then z is denoised at σ_z and decoded. The decoder's own reconstruction error bounds the
+PSNR (docs/latent.md); a pixel model is the better denoiser where one exists. Images must be
+the model's size (no tiling through the VAE).
 """
 from __future__ import annotations
 
@@ -29,8 +37,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
-from .common import (Counter, TaskResult, Wrapper, as_images, check_sigma, conditioned, generators, model_size,
-                     resolve, run_sampler, task_sigmas)
+from .common import (Counter, TaskResult, Wrapper, as_images, check_sigma, check_size, conditioned, generators,
+                     model_channels, model_size, noise, resolve, run_sampler, space_of, task_sigmas)
 
 
 def estimate_sigma(images: Tensor) -> Tensor:
@@ -132,23 +140,40 @@ def denoise(model, images, sigma: float | None = None, *, method: str = "mean", 
     from y at σ to 0 (NFE as the sampler's). ``info['sigma']`` is the σ used.
     """
     denoiser, pipe = resolve(model)
-    channels = pipe.config.unet.in_channels if pipe is not None else None
-    y = as_images(images, channels)
+    y = as_images(images, model_channels(denoiser, pipe))
     if method not in ("mean", "sample"):
         raise ConfigError(f"unknown denoising method {method!r}; choose 'mean' or 'sample'")
     estimated = sigma is None
     if estimated:
         sigma = float(estimate_sigma(y).mean())
+    space = space_of(pipe)
+    pixel_sigma = sigma
+    if space.latent:
+        check_size(y, model_size(pipe), "image")
+        y, sigma = latent_noise_level(space, y, float(sigma), seed)
     sigma = check_sigma(denoiser, sigma, "sigma (the noise level of the image)")
     dev = pipe.device if pipe is not None else y.device
     tiled = fit_to_model(denoiser, pipe, y, overlap)  # inside the condition: it repeats per-image conditions per tile
     d = Counter(conditioned(tiled, pipe, y.shape[0], class_labels, prompt, guidance_scale=guidance_scale))
     y = y.to(dev)
-    info = {"sigma": sigma, "sigma_estimated": estimated, "method": method}
+    info = {"sigma": pixel_sigma, "sigma_estimated": estimated, "method": method}
+    if space.latent:
+        info["latent_sigma"] = sigma
     if method == "mean":
         out = d(y, torch.full((y.shape[0],), sigma, device=dev, dtype=y.dtype))
     else:
         sigmas = task_sigmas(denoiser, pipe, sampler, steps, sigma_start=sigma)
         info["sigmas"] = sigmas
         out = run_sampler(sampler, d, y, sigmas, generators(seed, y.shape[0]), sampler_kwargs)
-    return TaskResult(out.cpu().clamp(-1, 1), d.nfe, info)
+    return TaskResult(space.to_pixels(out).cpu().clamp(-1, 1), d.nfe, info)
+
+
+def latent_noise_level(space, y: Tensor, sigma: float, seed: int) -> tuple[Tensor, float]:
+    """(E(y)·s, σ_z) for a latent model: σ_z = rms(E(y + σ ε')·s - E(y)·s), the latent
+    response to one more draw of pixel noise of level σ (see the module docstring)."""
+    dev = space.pipe.device
+    y = y.to(dev)
+    z = space.to_model(y)
+    extra = noise(y.shape[1:], generators(seed + 7_919, y.shape[0])).to(dev)
+    z_more = space.to_model(y + sigma * extra)
+    return z, float((z_more - z).pow(2).mean().sqrt())

@@ -14,13 +14,17 @@ Network evaluations: the grid from σ_s to 0 always has ``steps`` steps, so NFE 
 sampler's NFE for ``steps`` (``steps`` for all samplers but Heun), whatever the strength —
 unlike diffusers' img2img pipelines, where ``num_inference_steps=50, strength=0.3`` runs
 only 15 steps. ``TaskResult.nfe`` reports the count.
+
+A latent model runs SDEdit on its latents: x_{σ_s} = E(y)·s + σ_s z, decoded at the end
+(Rombach et al. 2022; Stable Diffusion's img2img).
 """
 from __future__ import annotations
 
 import torch
 
 from .common import (Counter, TaskResult, as_images, check_size, check_strength, conditioned, generators,
-                     model_size, noise, resolve, run_sampler, strength_to_sigma, task_sigmas, image_condition)
+                     model_channels, model_size, noise, resolve, run_sampler, space_of, strength_to_sigma,
+                     task_sigmas, image_condition)
 from ..errors import ConfigError
 
 
@@ -35,15 +39,16 @@ def img2img(model, images, strength: float = 0.5, *, steps: int = 50, sampler: s
     if image_condition(pipe):
         raise ConfigError(f"img2img needs a model without an image condition; this is a "
                           f"{image_condition(pipe)['kind']} model")
-    channels = pipe.config.unet.in_channels if pipe is not None else None
-    y = as_images(images, channels, "image")
+    y = as_images(images, model_channels(denoiser, pipe), "image")
     check_size(y, model_size(pipe), "image")
     n = y.shape[0]
     if s == 0.0:
         return TaskResult(y.clone(), 0, {"strength": 0.0, "sigma_start": 0.0})
     dev = pipe.device if pipe is not None else torch.device("cpu")
+    space = space_of(pipe)
+    y = space.to_model(y.to(dev))
     gens = generators(seed, n)
-    z = noise(y.shape[1:], gens)
+    z = noise(y.shape[1:], gens).to(dev)
     if s == 1.0:
         sigmas = task_sigmas(denoiser, pipe, sampler, steps)
         x = z * float(sigmas[0])  # pure noise: the initial state of plain generation
@@ -52,6 +57,6 @@ def img2img(model, images, strength: float = 0.5, *, steps: int = 50, sampler: s
         sigmas = task_sigmas(denoiser, pipe, sampler, steps, sigma_start=sigma)
         x = y + float(sigmas[0]) * z
     d = Counter(conditioned(denoiser, pipe, n, class_labels, prompt, negative_prompt, guidance_scale))
-    out = run_sampler(sampler, d, x.to(dev), sigmas, gens, sampler_kwargs)
+    out = space.to_pixels(run_sampler(sampler, d, x.to(dev), sigmas, gens, sampler_kwargs))
     return TaskResult(out.cpu().clamp(-1, 1), d.nfe, {"strength": s, "sigma_start": float(sigmas[0]),
                                                        "sigmas": sigmas})

@@ -22,6 +22,12 @@ replacement can still be combined with them.
 
 The output equals y *exactly* where the mask is 0: the final image is composited as
 m ⊙ y + (1 - m) ⊙ clamp(x, -1, 1).
+
+A latent model inpaints its latents: y → E(y)·s, the hole max-pooled to the latent grid
+(a latent cell is regenerated when any pixel of its f×f block is in the hole), RePaint
+replacement on the latents, then the decoded result is blended into y *in pixels* with the
+pixel mask, so unmasked pixels stay exact there too (the VAE's reconstruction error only
+touches the filled region).
 """
 from __future__ import annotations
 
@@ -32,7 +38,8 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from .common import (Counter, TaskResult, Wrapper, as_images, as_mask, check_size, conditioned, generators,
-                     image_condition, model_size, noise, resolve, run_sampler, task_sigmas)
+                     image_condition, model_channels, model_size, noise, resolve, run_sampler, space_of,
+                     task_sigmas)
 
 
 class ReplacementDenoiser(Wrapper):
@@ -87,8 +94,7 @@ def inpaint(model, images, mask, *, steps: int = 50, sampler: str = "ddim", seed
     ``jump`` steps (r = 1: plain replacement). NFE ≈ r × the sampler's NFE, reported exactly.
     """
     denoiser, pipe = resolve(model)
-    channels = pipe.config.unet.in_channels if pipe is not None else None
-    y = as_images(images, channels, "image")
+    y = as_images(images, model_channels(denoiser, pipe), "image")
     check_size(y, model_size(pipe), "image")
     hole = as_mask(mask, y, "mask")
     kind = (image_condition(pipe) or {}).get("kind")
@@ -104,20 +110,21 @@ def inpaint(model, images, mask, *, steps: int = 50, sampler: str = "ddim", seed
                           "mask-conditioned (--task inpaint) model")
     dev = pipe.device if pipe is not None else torch.device("cpu")
     y, hole = y.to(dev), hole.to(dev)
-    known = 1 - hole
+    space = space_of(pipe)
+    y_m, hole_m = space.to_model(y), space.mask_to_model(hole)  # the model's space (latents for a latent model)
     n = y.shape[0]
-    cond_image = inpaint_cond_image(y, hole) if method in ("model", "both") else None
+    cond_image = inpaint_cond_image(y_m, hole_m) if method in ("model", "both") else None
     d = conditioned(denoiser, pipe, n, class_labels, prompt, negative_prompt, guidance_scale, cond_image)
     gens = generators(seed, n)
     if method in ("replace", "both"):
-        d = ReplacementDenoiser(d, y, known, gens)
+        d = ReplacementDenoiser(d, y_m, 1 - hole_m, gens)
     d = Counter(d)
     sigmas = task_sigmas(denoiser, pipe, sampler, steps)
-    x = (noise(y.shape[1:], gens) * float(sigmas[0])).to(dev)
+    x = (noise(y_m.shape[1:], gens) * float(sigmas[0])).to(dev)
     for seg, renoise in repaint_schedule(sigmas, jump, resample if method != "model" else 1):
         x = run_sampler(sampler, d, x, seg, gens, sampler_kwargs)
         if renoise:
             a, b = float(seg[0]), float(seg[-1])
-            x = x + math.sqrt(a * a - b * b) * noise(y.shape[1:], gens).to(dev)
-    out = known * y + hole * x.clamp(-1, 1)
+            x = x + math.sqrt(a * a - b * b) * noise(y_m.shape[1:], gens).to(dev)
+    out = (1 - hole) * y + hole * space.to_pixels(x).clamp(-1, 1)
     return TaskResult(out.cpu(), d.nfe, {"method": method, "sigmas": sigmas, "jump": jump, "resample": resample})

@@ -24,8 +24,8 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from .common import (Counter, TaskResult, Wrapper, as_images, conditioned, generators, image_condition, noise,
-                     resolve, run_sampler, task_sigmas)
+from .common import (Counter, TaskResult, Wrapper, as_images, conditioned, generators, image_condition,
+                     model_channels, noise, resolve, run_sampler, space_of, task_sigmas)
 from .inversion import invert, reconstruct
 
 
@@ -76,13 +76,14 @@ def interpolate_seeds(model, seed_a: int, seed_b: int, frames: int = 8, *, steps
     if pipe is None:
         raise ConfigError("interpolate_seeds needs a DiffusionPipeline (it needs the model's image shape)")
     ts = _ts(frames)
-    shape = pipe.image_shape
+    space = space_of(pipe)
+    shape = space.shape  # latents for a latent model
     za = noise(shape, generators(seed_a, 1)).expand(len(ts), *shape)
     zb = noise(shape, generators(seed_b, 1)).expand(len(ts), *shape)
     sigmas = task_sigmas(denoiser, pipe, sampler, steps)
     x = slerp(za, zb, ts) * float(sigmas[0])
     d = Counter(conditioned(denoiser, pipe, len(ts), class_labels, prompt, guidance_scale=guidance_scale))
-    out = run_sampler(sampler, d, x.to(pipe.device), sigmas, generators(seed_a, len(ts)))
+    out = space.to_pixels(run_sampler(sampler, d, x.to(pipe.device), sigmas, generators(seed_a, len(ts))))
     return TaskResult(out.cpu().clamp(-1, 1), d.nfe, {"t": ts})
 
 
@@ -92,7 +93,7 @@ def interpolate_images(model, image_a, image_b, frames: int = 8, *, steps: int =
     """``frames`` images between two real images through their DDIM latents."""
     denoiser, pipe = resolve(model)
     _check_plain(pipe)
-    channels = pipe.config.unet.in_channels if pipe is not None else None
+    channels = model_channels(denoiser, pipe)
     a, b = as_images(image_a, channels, "first image"), as_images(image_b, channels, "second image")
     if a.shape[1:] != b.shape[1:]:
         raise ConfigError(f"the two images differ in size ({tuple(a.shape[1:])} and {tuple(b.shape[1:])}): "
@@ -102,7 +103,8 @@ def interpolate_images(model, image_a, image_b, frames: int = 8, *, steps: int =
         raise ConfigError("interpolate_images takes one image at each end")
     inv = invert(model, pair, steps=steps, fixed_point_iters=fixed_point_iters)
     ts = _ts(frames)
-    lat = slerp(inv.images[:1].expand(len(ts), *pair.shape[1:]), inv.images[1:].expand(len(ts), *pair.shape[1:]), ts)
+    shape = inv.images.shape[1:]  # the model's space (latents for a latent model)
+    lat = slerp(inv.images[:1].expand(len(ts), *shape), inv.images[1:].expand(len(ts), *shape), ts)
     rec = reconstruct(model, lat, inv.info["sigmas"])
     return TaskResult(rec.images, inv.nfe + rec.nfe, {"t": ts, "sigmas": inv.info["sigmas"]})
 
@@ -124,8 +126,9 @@ def interpolate_conditions(model, cond_a: dict, cond_b: dict, frames: int = 8, *
                       cond_b.get("negative_prompt"), guidance_scale)
     d = Counter(MixedDenoiser(d_a, d_b, ts))
     sigmas = task_sigmas(denoiser, pipe, sampler, steps)
-    x = noise(pipe.image_shape, generators(seed, 1)).expand(n, *pipe.image_shape) * float(sigmas[0])
-    out = run_sampler(sampler, d, x.to(pipe.device), sigmas, generators(seed, n))
+    space = space_of(pipe)
+    x = noise(space.shape, generators(seed, 1)).expand(n, *space.shape) * float(sigmas[0])
+    out = space.to_pixels(run_sampler(sampler, d, x.to(pipe.device), sigmas, generators(seed, n)))
     return TaskResult(out.cpu().clamp(-1, 1), d.nfe, {"t": ts})
 
 

@@ -24,6 +24,11 @@ what the benchmark feeds in). Two methods:
   exact only for the block-average degradation (a bicubic or blurred downsampling breaks
   A x = y and leaves ringing), noise-free y (noise in y is copied into the output; DDNM⁺
   would handle it), and the model's resolution fixed (×f of the model's image size over f).
+* ``sdedit``: bicubic-upsample y, then SDEdit it at ``strength`` (:func:`~.img2img.img2img`)
+  and project the result onto A x = y (:func:`project_in_range`): the model adds detail the
+  bicubic image lacks while the output keeps y's block averages exactly. The default for
+  latent models, whose denoiser sees latents and cannot be projected in pixel space at every
+  step (a decode per step would cost more than the U-Net); any model can use it.
 """
 from __future__ import annotations
 
@@ -32,8 +37,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
-from .common import (Counter, TaskResult, Wrapper, as_images, conditioned, generators, image_condition, model_size,
-                     noise, resolve, run_sampler, task_sigmas)
+from .common import (Counter, TaskResult, Wrapper, as_images, conditioned, generators, image_condition,
+                     model_channels, model_size, noise, resolve, run_sampler, space_of, task_sigmas)
 
 
 def downsample(images: Tensor, factor: int) -> Tensor:
@@ -92,23 +97,27 @@ def project_in_range(x: Tensor, lowres: Tensor, factor: int, iters: int = 100) -
 
 @torch.no_grad()
 def upscale(model, lowres, factor: int | None = None, *, steps: int = 50, sampler: str = "ddim", seed: int = 0,
-            method: str = "auto", aug_level: float = 0.0, class_labels=None, prompt=None,
+            method: str = "auto", aug_level: float = 0.0, strength: float = 0.5, class_labels=None, prompt=None,
             guidance_scale: float = 1.0, sampler_kwargs: dict | None = None) -> TaskResult:
     """Super-resolve ``lowres`` (N, C, h, w in [-1, 1]) by ``factor`` to the model's size.
 
     ``method``: 'sr3' (a model trained with --task superres), 'projection' (zero-shot DDNM
-    for any other model) or 'auto' (sr3 for an SR model, else projection). ``factor``
+    for any other pixel model), 'sdedit' (bicubic + SDEdit at ``strength`` + projection; any
+    model) or 'auto' (sr3 for an SR model, sdedit for a latent model, else projection). ``factor``
     defaults to the SR model's, or model size / h; an SR model refuses another factor.
     """
     denoiser, pipe = resolve(model)
-    channels = pipe.config.unet.in_channels if pipe is not None else None
-    y = as_images(lowres, channels, "low-resolution image")
+    y = as_images(lowres, model_channels(denoiser, pipe), "low-resolution image")
     cfg = image_condition(pipe) or {}
     kind = cfg.get("kind")
+    latent = space_of(pipe).latent
     if method == "auto":
-        method = "sr3" if kind == "superres" else "projection"
-    if method not in ("sr3", "projection"):
-        raise ConfigError(f"unknown upscaling method {method!r}; choose auto, sr3 or projection")
+        method = "sr3" if kind == "superres" else "sdedit" if latent else "projection"
+    if method not in ("sr3", "projection", "sdedit"):
+        raise ConfigError(f"unknown upscaling method {method!r}; choose auto, sr3, projection or sdedit")
+    if method == "projection" and latent:
+        raise ConfigError("method 'projection' works on pixel-space models; a latent model upscales with "
+                          "method 'sdedit' (the default)")
     h, w = y.shape[-2:]
     size = model_size(pipe)
     if method == "sr3":
@@ -138,6 +147,15 @@ def upscale(model, lowres, factor: int | None = None, *, steps: int = 50, sample
     if method == "sr3" and not 0.0 <= float(aug_level) <= float(cfg.get("aug_max", 1.0)):
         raise ConfigError(f"aug_level must be in [0, {cfg.get('aug_max', 1.0)}] (the levels the model was trained "
                           f"on), got {aug_level}")
+    if method == "sdedit":
+        from .img2img import img2img
+
+        r = img2img(pipe if pipe is not None else denoiser, upsample_bicubic(y, factor).clamp(-1, 1), strength,
+                    steps=steps, sampler=sampler, seed=seed, class_labels=class_labels, prompt=prompt,
+                    guidance_scale=guidance_scale, sampler_kwargs=sampler_kwargs)
+        return TaskResult(project_in_range(r.images, y, factor), r.nfe,
+                          {"method": method, "factor": factor, "strength": r.info["strength"],
+                           "sigmas": r.info.get("sigmas"), "aug_level": None})
     dev = pipe.device if pipe is not None else torch.device("cpu")
     y = y.to(dev)
     n = y.shape[0]
