@@ -148,3 +148,26 @@ def test_reference_stats_cached_per_dataset_content(tmp_path):
     assert dataset_fingerprint(same_name) != dataset_fingerprint(ds)
     reference_stats(same_name, ex, 40)
     assert len(list((tmp_path / "cache" / "reference").glob("*.npz"))) == 2
+
+
+def test_latent_model_is_scored_in_pixels_during_training(tmp_path, digits8):
+    """A latent trainer's periodic FID decodes its samples and compares them with the pixel
+    images (not the latents), at the VAE's pixel size."""
+    from torchdiffusion.autoencoder import Autoencoder, AutoencoderConfig, save_autoencoder
+    from torchdiffusion.latent import LatentTrainer
+
+    ds16 = ImageDataset(load_mnist(image_size=16).images[:64], load_mnist(image_size=16).labels[:64],
+                        digits8.class_names, name="mnist-16px")
+    vae = Autoencoder(AutoencoderConfig(image_size=16, in_channels=1, latent_channels=4, base_channels=8,
+                                        channel_mult=(1, 2, 2), norm_groups=4, scale_factor=1.0)).eval()
+    save_autoencoder(tmp_path / "vae", vae)
+    cfg = tiny_model_config(image_size=4, in_channels=4, attention_resolutions=(2,))
+    trainer = LatentTrainer(cfg, _train_cfg(tmp_path / "run", vae=str(tmp_path / "vae"), eval_every=3,
+                                            eval_features="mnist"), ds16)
+    ev = TrainingEvaluator.for_trainer(trainer)
+    assert ev is not None and ev.dataset is ds16
+    r = ev.run(trainer)
+    assert math.isfinite(r["fid"]) and r["fid"] > 0
+    pipe = trainer.make_pipeline()
+    with pytest.raises(ConfigError, match="the model makes 1×16px"):
+        evaluate_pipeline(pipe, digits8, n=8, steps=1, progress=False)

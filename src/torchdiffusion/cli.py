@@ -300,8 +300,8 @@ def cmd_eval(args) -> int:
     from .pipeline import DiffusionPipeline
 
     pipe = DiffusionPipeline.from_pretrained(args.checkpoint, device=args.device)
-    u = pipe.config.unet
-    dataset = load_dataset(args.data, u.image_size, u.in_channels)
+    c, _, size = pipe.image_shape  # pixels, also for a latent pipeline
+    dataset = load_dataset(args.data, size, c)
     r = evaluate_pipeline(pipe, dataset, n=args.n, features=args.features, steps=args.steps, sampler=args.sampler,
                           seed=args.seed, guidance_scale=args.guidance_scale, batch_size=args.batch_size,
                           progress=not args.no_progress)

@@ -169,9 +169,10 @@ def evaluate_pipeline(pipe, dataset: ImageDataset, n: int = 2000, features: str 
         raise ConfigError(f"--n must be ≥ 8, got {n}")
     extractor = get_feature_extractor(default_features(dataset) if features == "auto" else features)
     cfg = pipe.config
-    if dataset.channels != cfg.unet.in_channels or dataset.image_size != cfg.unet.image_size:
+    c, size = int(pipe.image_shape[0]), int(pipe.image_shape[-1])  # pixels (a latent model's decoded images)
+    if dataset.channels != c or dataset.image_size != size:
         raise ConfigError(f"dataset {dataset.name} images are {dataset.channels}×{dataset.image_size}px but the "
-                          f"model makes {cfg.unet.in_channels}×{cfg.unet.image_size}px")
+                          f"model makes {c}×{size}px")
     if len(dataset) < n:  # before minutes of sampling
         raise EvaluationError(f"dataset {dataset.name} has {len(dataset)} images, fewer than the requested "
                               f"n={n}; lower --n")
@@ -236,7 +237,10 @@ class TrainingEvaluator:
         """The evaluator a :class:`~torchdiffusion.trainer.Trainer` asks for, or None when
         evaluation is off: ``eval_every`` None means every 1,000 steps for digit data (fast
         features) and off otherwise; 0 means off."""
-        cfg, ds = trainer.cfg, trainer.dataset
+        cfg, ds = trainer.cfg, getattr(trainer, "pixel_dataset", trainer.dataset)  # a latent model is scored in pixels
+        if ds is None:
+            log.info("no evaluation during training: the latent trainer was given latents, not images")
+            return None
         every = cfg.eval_every
         if every is None:
             every = DEFAULT_EVAL_EVERY if is_digit_data(ds) and cfg.eval_features in ("auto", "mnist") else 0

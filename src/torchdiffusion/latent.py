@@ -191,6 +191,7 @@ class LatentTrainer(Trainer):
         self.vae_folder = find_autoencoder_folder(Path(train_config.vae))
         self.vae, self.vae_config = load_autoencoder(self.vae_folder, device=train_config.device)
         check_unet_matches_vae(model_config.unet, self.vae_config)
+        self.pixel_dataset = None  # the images (for FID during training); None when given latents only
         if not isinstance(dataset, LatentDataset):
             size = model_config.unet.image_size * self.vae_config.downsample_factor
             pixels = dataset if dataset is not None else load_dataset(train_config.data, size,
@@ -199,6 +200,7 @@ class LatentTrainer(Trainer):
                 raise ConfigError(f"dataset {pixels.name} has {pixels.image_size}px images but a "
                                   f"{model_config.unet.image_size}px latent U-Net on an f={self.vae_config.downsample_factor}"
                                   f" VAE needs {size}px")
+            self.pixel_dataset = pixels
             log.info("encoding %d images with the VAE (cached in %s)", len(pixels), Path(train_config.out))
             dataset = latent_dataset(self.vae, pixels, flip=train_config.hflip,
                                      cache=Path(train_config.out) / "latents.safetensors", vae_folder=self.vae_folder)
