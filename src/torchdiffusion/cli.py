@@ -311,7 +311,8 @@ def cmd_eval(args) -> int:
     if "recognizable" in r:
         line = f"recognizable digits (classifier p ≥ 0.9): {r['recognizable']:.1%}"
         if "class_accuracy" in r:
-            line += f"; class accuracy: {r['class_accuracy']:.1%} at guidance {args.guidance_scale}"
+            line += (f"; class accuracy: {r['class_accuracy']:.1%}, recognizable and of the requested class: "
+                     f"{r['recognizable_correct']:.1%} at guidance {args.guidance_scale}")
         print(line)
     print(f"sampling {r['seconds_sampling']:.1f} s, metrics {r['seconds_metrics']:.1f} s")
     if args.json:
