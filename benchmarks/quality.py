@@ -244,6 +244,9 @@ def main(argv=None) -> int:
         images = m.sample(args.n, args.steps, args.seed, batch_size=250, guidance_scale=args.guidance_scale)
         t_sample = time.perf_counter() - ts
         save_grid(images[:100], out / f"samples-{m.name}.png", nrow=10, scale=2)
+        # every sample as uint8, so other feature networks can score the same images later
+        torch.save({"images": ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8),
+                    "labels": eval_labels(args.n, ours.model_config)}, out / f"samples-{m.name}.pt")
         row = {"steps": m.steps, "train_s": spent[m.name], "images_per_s": m.steps * 64 / spent[m.name],
                "sample_s": t_sample, "metrics": {}}
         for f, ex in extractors.items():
