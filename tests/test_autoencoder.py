@@ -11,13 +11,7 @@ from torchdiffusion.vae_training import (VAETrainConfig, adaptive_gan_weight, hi
                                          split_holdout, ssim)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is faster than two on a shared CPU (no OpenMP contention)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_vae_config(**kw) -> AutoencoderConfig:

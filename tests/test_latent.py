@@ -15,13 +15,7 @@ from torchdiffusion.model import build_denoiser
 from torchdiffusion.pipeline import DiffusionPipeline
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is faster than two on a shared CPU (no OpenMP contention)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_vae(scale_factor=1.0, in_channels=1, latent_channels=4) -> Autoencoder:

@@ -14,12 +14,7 @@ from torchdiffusion.tasks import (denoise, downsample, img2img, inpaint, interpo
 from torchdiffusion.tasks.common import ModelSpace
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

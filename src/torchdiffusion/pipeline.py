@@ -167,7 +167,8 @@ class DiffusionPipeline:
         """Generate ``n`` images in [-1, 1], shape (n, C, H, W).
 
         ``class_labels``: one label (index or name) for all images or one per image, for a
-        class-conditional model (None: every class in turn, image i of class i mod K); ``guidance_scale`` w of classifier-free guidance (1 = plain
+        class-conditional model (None: every class in turn, image i of class i mod K);
+        ``guidance_scale`` w of classifier-free guidance (1 = plain
         conditional, 0 = unconditional), computed in one batched forward per step.
         ``prompt`` (a string or one per image) and ``negative_prompt`` for a text model.
         """

@@ -109,10 +109,6 @@ class ModelSpace:
         return torch.nn.functional.max_pool2d(hole, self.factor)
 
 
-def space_of(pipe) -> ModelSpace:
-    return ModelSpace(pipe)
-
-
 class Bound(Wrapper):
     """D'(x, σ) = D(x, σ, **cond) with the condition fixed (per-sample tensors, batch first)."""
 

@@ -38,7 +38,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from .common import (Counter, TaskResult, Wrapper, as_images, check_sigma, check_size, conditioned, generators,
-                     model_channels, model_size, noise, resolve, run_sampler, space_of, task_sigmas)
+                     model_channels, model_size, noise, resolve, run_sampler, ModelSpace, task_sigmas)
 
 
 def estimate_sigma(images: Tensor) -> Tensor:
@@ -146,7 +146,7 @@ def denoise(model, images, sigma: float | None = None, *, method: str = "mean", 
     estimated = sigma is None
     if estimated:
         sigma = float(estimate_sigma(y).mean())
-    space = space_of(pipe)
+    space = ModelSpace(pipe)
     pixel_sigma = sigma
     if space.latent:
         check_size(y, model_size(pipe), "image")

@@ -38,7 +38,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from .common import (Counter, TaskResult, Wrapper, as_images, as_mask, check_size, conditioned, generators,
-                     image_condition, model_channels, model_size, noise, resolve, run_sampler, space_of,
+                     image_condition, model_channels, model_size, noise, resolve, run_sampler, ModelSpace,
                      task_sigmas)
 
 
@@ -110,7 +110,7 @@ def inpaint(model, images, mask, *, steps: int = 50, sampler: str = "ddim", seed
                           "mask-conditioned (--task inpaint) model")
     dev = pipe.device if pipe is not None else torch.device("cpu")
     y, hole = y.to(dev), hole.to(dev)
-    space = space_of(pipe)
+    space = ModelSpace(pipe)
     y_m, hole_m = space.to_model(y), space.mask_to_model(hole)  # the model's space (latents for a latent model)
     n = y.shape[0]
     cond_image = inpaint_cond_image(y_m, hole_m) if method in ("model", "both") else None

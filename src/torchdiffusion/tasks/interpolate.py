@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from .common import (Counter, TaskResult, Wrapper, as_images, conditioned, generators, image_condition,
-                     model_channels, noise, resolve, run_sampler, space_of, task_sigmas)
+                     model_channels, noise, resolve, run_sampler, ModelSpace, task_sigmas)
 from .inversion import invert, reconstruct
 
 
@@ -76,7 +76,7 @@ def interpolate_seeds(model, seed_a: int, seed_b: int, frames: int = 8, *, steps
     if pipe is None:
         raise ConfigError("interpolate_seeds needs a DiffusionPipeline (it needs the model's image shape)")
     ts = _ts(frames)
-    space = space_of(pipe)
+    space = ModelSpace(pipe)
     shape = space.shape  # latents for a latent model
     za = noise(shape, generators(seed_a, 1)).expand(len(ts), *shape)
     zb = noise(shape, generators(seed_b, 1)).expand(len(ts), *shape)
@@ -126,7 +126,7 @@ def interpolate_conditions(model, cond_a: dict, cond_b: dict, frames: int = 8, *
                       cond_b.get("negative_prompt"), guidance_scale)
     d = Counter(MixedDenoiser(d_a, d_b, ts))
     sigmas = task_sigmas(denoiser, pipe, sampler, steps)
-    space = space_of(pipe)
+    space = ModelSpace(pipe)
     x = noise(space.shape, generators(seed, 1)).expand(n, *space.shape) * float(sigmas[0])
     out = space.to_pixels(run_sampler(sampler, d, x.to(pipe.device), sigmas, generators(seed, n)))
     return TaskResult(out.cpu().clamp(-1, 1), d.nfe, {"t": ts})

@@ -38,7 +38,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from .common import (Counter, TaskResult, Wrapper, as_images, conditioned, generators, image_condition,
-                     model_channels, model_size, noise, resolve, run_sampler, space_of, task_sigmas)
+                     model_channels, model_size, noise, resolve, run_sampler, ModelSpace, task_sigmas)
 
 
 def downsample(images: Tensor, factor: int) -> Tensor:
@@ -110,7 +110,7 @@ def upscale(model, lowres, factor: int | None = None, *, steps: int = 50, sample
     y = as_images(lowres, model_channels(denoiser, pipe), "low-resolution image")
     cfg = image_condition(pipe) or {}
     kind = cfg.get("kind")
-    latent = space_of(pipe).latent
+    latent = ModelSpace(pipe).latent
     if method == "auto":
         method = "sr3" if kind == "superres" else "sdedit" if latent else "projection"
     if method not in ("sr3", "projection", "sdedit"):
