@@ -26,9 +26,11 @@ import time
 
 import torch
 
-from torchdiffusion import DiffusionPipeline, guidance
-from torchdiffusion.captions import HELDOUT_TEMPLATES, TRAIN_TEMPLATES, _fill
-from torchdiffusion.classifier import classify
+from torchdiffusion import DiffusionPipeline
+
+from torchdiffusion.denoiser import guidance
+from torchdiffusion.data.captions import HELDOUT_TEMPLATES, TRAIN_TEMPLATES, _fill
+from torchdiffusion.evaluation.classifier import classify
 
 
 def accuracy(images: torch.Tensor, labels: torch.Tensor) -> float:

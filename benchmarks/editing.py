@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from torchdiffusion.classifier import load_mnist_classifier
-from torchdiffusion.datasets import load_mnist
-from torchdiffusion.images import save_grid
-from torchdiffusion.pipeline import DiffusionPipeline
+from torchdiffusion.evaluation.classifier import load_mnist_classifier
+from torchdiffusion.data.mnist import load_mnist
+from torchdiffusion.io.images import save_grid
+from torchdiffusion.pipeline.pipeline import DiffusionPipeline
 from torchdiffusion.tasks import (denoise, downsample, img2img, inpaint, invert, reconstruct, upsample_bicubic,
                                   upscale)
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 
-from torchdiffusion.datasets import load_mnist
-from torchdiffusion.model import ModelConfig
-from torchdiffusion.schedules import ScheduleConfig
-from torchdiffusion.tasks.conditioning_data import apply_task
-from torchdiffusion.trainer import TrainConfig, prepare_run
-from torchdiffusion.unet import UNetConfig
+from torchdiffusion.data.mnist import load_mnist
+from torchdiffusion.denoiser.model import ModelConfig
+from torchdiffusion.diffusion.schedules import ScheduleConfig
+from torchdiffusion.denoiser.image_conditions import apply_task
+from torchdiffusion.training.config import TrainConfig
+from torchdiffusion.training.run import prepare_run
+from torchdiffusion.networks.unet import UNetConfig
 
 
 def main() -> None:

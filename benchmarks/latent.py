@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from torchdiffusion.cli import main as cli
+from torchdiffusion.cli.main import main as cli
 
 PROMPTS = ["red heart", "grinning face", "dog face", "pizza", "sun", "flag: france", "rocket", "snowman"]
 UNET = ["--channel-mult", "1,2,2", "--lr", "1e-3"]
@@ -55,10 +55,10 @@ def vae(root: Path, data: str, size: int, minutes: float, name: str, base: int, 
 def step_time(root: Path, base: int, repeats: int = 3) -> None:
     """Training-step time of the same U-Net on 64 px RGB pixels vs 16×16×4 latents (batch 32), A/B
     (alternating, median of ``repeats``, one warm-up step each)."""
-    from torchdiffusion.losses import diffusion_loss
-    from torchdiffusion.model import ModelConfig, build_denoiser
-    from torchdiffusion.schedules import ScheduleConfig
-    from torchdiffusion.unet import UNetConfig
+    from torchdiffusion.denoiser.losses import diffusion_loss
+    from torchdiffusion.denoiser.model import ModelConfig, build_denoiser
+    from torchdiffusion.diffusion.schedules import ScheduleConfig
+    from torchdiffusion.networks.unet import UNetConfig
 
     def make(size, ch):
         cfg = ModelConfig(unet=UNetConfig(image_size=size, in_channels=ch, base_channels=base, channel_mult=(1, 2, 2),
@@ -116,7 +116,7 @@ def diffusion(root: Path, minutes: float, latent: bool, base: int, batch: int) -
 
 def _prompt_grid(run: Path, path: Path, per_prompt: int = 4) -> None:
     """One column per prompt, ``per_prompt`` seeds each, guidance 3, DDIM 25 steps."""
-    from torchdiffusion.pipeline import DiffusionPipeline
+    from torchdiffusion.pipeline.pipeline import DiffusionPipeline
 
     pipe = DiffusionPipeline.from_pretrained(run)
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(per_prompt * len(PROMPTS))]

@@ -46,16 +46,19 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from torchdiffusion.datasets import load_mnist  # noqa: E402
-from torchdiffusion.ema import EMA  # noqa: E402
-from torchdiffusion.evaluation import digit_scores, sample_metrics  # noqa: E402
-from torchdiffusion.features import get_feature_extractor  # noqa: E402
-from torchdiffusion.images import save_grid  # noqa: E402
-from torchdiffusion.model import ModelConfig  # noqa: E402
-from torchdiffusion.pipeline import DiffusionPipeline, initial_noise, seeded_generators  # noqa: E402
-from torchdiffusion.schedules import ScheduleConfig  # noqa: E402
-from torchdiffusion.trainer import TrainConfig, Trainer, lr_at  # noqa: E402
-from torchdiffusion.unet import UNetConfig, count_parameters  # noqa: E402
+from torchdiffusion.data.mnist import load_mnist
+from torchdiffusion.training.ema import EMA  # noqa: E402
+from torchdiffusion.evaluation.evaluate import digit_scores, sample_metrics  # noqa: E402
+from torchdiffusion.evaluation.features import get_feature_extractor  # noqa: E402
+from torchdiffusion.io.images import save_grid  # noqa: E402
+from torchdiffusion.denoiser.model import ModelConfig  # noqa: E402
+from torchdiffusion.pipeline.pipeline import DiffusionPipeline
+from torchdiffusion.sampling.seeds import initial_noise, seeded_generators
+from torchdiffusion.diffusion.schedules import ScheduleConfig  # noqa: E402
+from torchdiffusion.training.config import TrainConfig
+from torchdiffusion.training.diffusion import Trainer
+from torchdiffusion.training.optim import lr_at
+from torchdiffusion.networks.unet import UNetConfig, count_parameters  # noqa: E402
 
 
 def default_model_config(dataset, condition: str = "class") -> ModelConfig:

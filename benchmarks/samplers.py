@@ -51,10 +51,11 @@ from dataclasses import dataclass
 
 import torch
 
-from torchdiffusion.exact import GaussianMixture, sliced_wasserstein, solve_ode
-from torchdiffusion.parameterization import Denoiser
-from torchdiffusion.samplers import CountingDenoiser, resolve_sampler
-from torchdiffusion.schedules import ScheduleConfig
+from torchdiffusion.diffusion.exact import GaussianMixture, sliced_wasserstein, solve_ode
+from torchdiffusion.diffusion.parameterization import Denoiser
+from torchdiffusion.denoiser.wrappers import CountingDenoiser
+from torchdiffusion.sampling.registry import resolve_sampler
+from torchdiffusion.diffusion.schedules import ScheduleConfig
 
 NFES = (5, 10, 20, 50)
 SW_PROJECTIONS = 512

@@ -63,11 +63,11 @@ from torch import Tensor, nn
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
-from torchdiffusion.guidance import CFGDenoiser
-from torchdiffusion.losses import diffusion_loss
-from torchdiffusion.parameterization import Denoiser
-from torchdiffusion.schedules import ScheduleConfig
-from torchdiffusion.unet import AttentionBlock, ResBlock, UNet, UNetConfig, count_parameters
+from torchdiffusion.denoiser.guidance import CFGDenoiser
+from torchdiffusion.denoiser.losses import diffusion_loss
+from torchdiffusion.diffusion.parameterization import Denoiser
+from torchdiffusion.diffusion.schedules import ScheduleConfig
+from torchdiffusion.networks.unet import AttentionBlock, ResBlock, UNet, UNetConfig, count_parameters
 
 aten = torch.ops.aten
 
@@ -515,7 +515,7 @@ def network_facts(cfg: UNetConfig) -> dict:
 
 def check_dpm_against_library(cfg: UNetConfig, schedule) -> str:
     try:
-        from torchdiffusion.samplers import sample_dpmpp_2m
+        from torchdiffusion.sampling.registry import sample_dpmpp_2m
     except ImportError:
         return "torchdiffusion.samplers.sample_dpmpp_2m not available; the benchmark's own DPM++ 2M is used"
     torch.manual_seed(0)

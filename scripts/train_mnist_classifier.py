@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from torchdiffusion.classifier import packaged_weights_path, save_classifier, train_classifier
-from torchdiffusion.datasets import load_mnist
+from torchdiffusion.evaluation.classifier import packaged_weights_path, save_classifier, train_classifier
+from torchdiffusion.data.mnist import load_mnist
 
 
 def exact_duplicates(a: torch.Tensor, b: torch.Tensor) -> int:

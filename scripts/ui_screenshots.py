@@ -21,9 +21,10 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 
 
 def tiny_model(root: Path) -> Path:
-    from torchdiffusion.model import ModelConfig, build_denoiser, save_model
-    from torchdiffusion.schedules import ScheduleConfig
-    from torchdiffusion.unet import UNetConfig
+    from torchdiffusion.denoiser.model import ModelConfig, build_denoiser
+    from torchdiffusion.pipeline.folders import save_model
+    from torchdiffusion.diffusion.schedules import ScheduleConfig
+    from torchdiffusion.networks.unet import UNetConfig
 
     torch.manual_seed(0)
     cfg = ModelConfig(unet=UNetConfig(image_size=28, in_channels=1, base_channels=8, channel_mult=(1, 2),
@@ -55,7 +56,7 @@ def main() -> int:
     backend = Backend(ModelLibrary(models, ckpt), UILimits(), outputs=tmp / "outputs")
     demo = launch(backend, port=args.port, block=False, quiet=True)
     photo = tmp / "digit.png"
-    from torchdiffusion.datasets import load_dataset
+    from torchdiffusion.data import load_dataset
 
     ds = load_dataset("mnist", 28, 1)
     img = Image.fromarray(ds.images[7, 0].numpy())  # uint8 (N, C, H, W)

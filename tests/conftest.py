@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from torchdiffusion.model import ModelConfig
-from torchdiffusion.schedules import ScheduleConfig
-from torchdiffusion.unet import UNetConfig
+from torchdiffusion.denoiser.model import ModelConfig
+from torchdiffusion.diffusion.schedules import ScheduleConfig
+from torchdiffusion.networks.unet import UNetConfig
 
 
 @pytest.fixture(autouse=True)

@@ -3,12 +3,14 @@ import math
 import pytest
 import torch
 
-from torchdiffusion.autoencoder import (LAYOUTS, Autoencoder, AutoencoderConfig, DiagonalGaussian, load_autoencoder,
-                                        save_autoencoder)
-from torchdiffusion.datasets import ImageDataset
+from torchdiffusion.networks.autoencoder import LAYOUTS, Autoencoder, AutoencoderConfig, DiagonalGaussian
+from torchdiffusion.pipeline.folders import load_autoencoder, save_autoencoder
+from torchdiffusion.data.dataset import ImageDataset
 from torchdiffusion.errors import CheckpointError, ConfigError
-from torchdiffusion.vae_training import (VAETrainConfig, adaptive_gan_weight, hinge_d_loss, prepare_vae_run, psnr,
-                                         split_holdout, ssim)
+from torchdiffusion.training.config import VAETrainConfig
+from torchdiffusion.training.autoencoder import adaptive_gan_weight, hinge_d_loss, prepare_vae_run
+from torchdiffusion.evaluation.metrics import psnr, ssim
+from torchdiffusion.data.dataset import split_holdout
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -148,7 +150,7 @@ def test_vae_learns_to_reconstruct(tmp_path):
     tr = prepare_vae_run(tiny_vae_config(), VAETrainConfig(out=str(tmp_path), steps=30, batch_size=8, lr=3e-3,
                                                            warmup_steps=5, progress=False, sample_every=1000,
                                                            checkpoint_every=1000, scale_images=16), data=data)
-    from torchdiffusion.vae_training import evaluate_reconstruction
+    from torchdiffusion.evaluation.evaluate import evaluate_reconstruction
 
     before = evaluate_reconstruction(tr.model, data[1])["psnr"]
     tr.train()

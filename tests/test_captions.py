@@ -4,9 +4,9 @@ import re
 import pytest
 import torch
 
-from torchdiffusion.captions import (DIGIT_WORDS, HELDOUT_TEMPLATES, TRAIN_TEMPLATES, caption_dataset,
+from torchdiffusion.data.captions import (DIGIT_WORDS, HELDOUT_TEMPLATES, TRAIN_TEMPLATES, caption_dataset,
                                      heldout_prompts, mnist_caption)
-from torchdiffusion.datasets import ImageDataset
+from torchdiffusion.data.dataset import ImageDataset
 from torchdiffusion.errors import DataError
 
 
@@ -69,7 +69,7 @@ def test_caption_dataset():
 
 
 def test_caption_dataset_on_bundled_mnist():
-    from torchdiffusion.datasets import load_mnist
+    from torchdiffusion.data.mnist import load_mnist
 
     ds = load_mnist(8, split="test")
     caps = caption_dataset(ds)

@@ -3,10 +3,11 @@ import json
 import pytest
 import torch
 
-from torchdiffusion.checkpoint import verify_checkpoint, write_checkpoint
+from torchdiffusion.io.checkpoint import verify_checkpoint, write_checkpoint
 from torchdiffusion.errors import CheckpointError
-from torchdiffusion.model import build_denoiser, load_model, save_model
-from torchdiffusion.pipeline import DiffusionPipeline
+from torchdiffusion.denoiser.model import build_denoiser
+from torchdiffusion.pipeline.folders import load_model, save_model
+from torchdiffusion.pipeline.pipeline import DiffusionPipeline
 
 from conftest import tiny_model_config
 
@@ -66,7 +67,7 @@ def test_checkpoint_from_another_model(tmp_path):
     save_model(tmp_path / "m", build_denoiser(big), big)
     (tmp_path / "m" / "config.json").write_text(json.dumps(small.to_dict()))
     # config and weights disagree: rewrite the manifest so only the shape check can catch it
-    from torchdiffusion.checkpoint import _sha256
+    from torchdiffusion.io.checkpoint import _sha256
 
     man = json.loads((tmp_path / "m" / "manifest.json").read_text())
     man["files"]["config.json"] = _sha256(tmp_path / "m" / "config.json")
@@ -76,7 +77,7 @@ def test_checkpoint_from_another_model(tmp_path):
 
 
 def test_malformed_config(tmp_path, tiny_config):
-    from torchdiffusion.checkpoint import _sha256
+    from torchdiffusion.io.checkpoint import _sha256
     from torchdiffusion.errors import ConfigError
 
     save_model(tmp_path / "m", build_denoiser(tiny_config), tiny_config)

@@ -3,13 +3,14 @@ import numpy as np
 import pytest
 import torch
 
-from torchdiffusion.classifier import (ClassifierConfig, MnistClassifier, classify, load_classifier,
+from torchdiffusion.evaluation.classifier import (ClassifierConfig, MnistClassifier, classify, load_classifier,
                                        load_mnist_classifier, packaged_weights_path, save_classifier,
                                        train_classifier)
-from torchdiffusion.datasets import ImageDataset, load_mnist
+from torchdiffusion.data.dataset import ImageDataset
+from torchdiffusion.data.mnist import load_mnist
 from torchdiffusion.errors import CheckpointError, ConfigError
-from torchdiffusion.features import MnistFeatures, extract_features, get_feature_extractor
-from torchdiffusion.metrics import fid
+from torchdiffusion.evaluation.features import MnistFeatures, extract_features, get_feature_extractor
+from torchdiffusion.evaluation.metrics import fid
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from torchdiffusion.cli import main
+from torchdiffusion.cli.main import main
 
 TINY = ["--image-size", "8", "--base-channels", "8", "--channel-mult", "1,2", "--batch-size", "8",
         "--sample-n", "4", "--sample-steps", "2", "--final-steps", "2", "--no-progress", "--precision", "fp32"]
@@ -58,7 +58,7 @@ def test_help_lists_every_command():
 
 
 def test_samplers_command_lists_every_registered_name(capsys):
-    from torchdiffusion.samplers import DEFAULT_SAMPLER, _REGISTRY_ROWS, resolve_sampler
+    from torchdiffusion.sampling.registry import DEFAULT_SAMPLER, _REGISTRY_ROWS, resolve_sampler
 
     assert main(["samplers"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()

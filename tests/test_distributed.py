@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from torchdiffusion.distributed import check_batch
+from torchdiffusion.training.distributed import check_batch
 from torchdiffusion.errors import ConfigError
 
 TINY = ["--image-size", "8", "--base-channels", "8", "--channel-mult", "1,2", "--batch-size", "8",
@@ -35,7 +35,7 @@ def losses(run_dir):
 
 
 def final_weights(run_dir):
-    from torchdiffusion.trainer import checkpoints_of
+    from torchdiffusion.io.runs import checkpoints_of
 
     return load_file(str(checkpoints_of(run_dir)[0][1] / "model.safetensors"))
 

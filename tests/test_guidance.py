@@ -2,10 +2,10 @@ import pytest
 import torch
 
 from torchdiffusion.errors import ConfigError
-from torchdiffusion.guidance import CFGDenoiser
-from torchdiffusion.model import build_denoiser
-from torchdiffusion.pipeline import DiffusionPipeline
-from torchdiffusion.samplers import sample_ddim
+from torchdiffusion.denoiser.guidance import CFGDenoiser
+from torchdiffusion.denoiser.model import build_denoiser
+from torchdiffusion.pipeline.pipeline import DiffusionPipeline
+from torchdiffusion.sampling.registry import sample_ddim
 
 from conftest import tiny_model_config
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from torchdiffusion.datasets import load_dataset
+from torchdiffusion.data import load_dataset
 from torchdiffusion.errors import ConfigError, DataError
-from torchdiffusion.image_folder import load_image_folder
+from torchdiffusion.data.image_folder import load_image_folder
 
 
 def _save(path, im, **kw):

@@ -6,13 +6,18 @@ import torch
 from PIL import Image
 
 from conftest import tiny_model_config
-from torchdiffusion.autoencoder import Autoencoder, AutoencoderConfig, save_autoencoder
-from torchdiffusion.cli import main
-from torchdiffusion.datasets import ImageDataset
+from torchdiffusion.networks.autoencoder import Autoencoder, AutoencoderConfig
+from torchdiffusion.pipeline.folders import save_autoencoder
+from torchdiffusion.cli.main import main
+from torchdiffusion.data.dataset import ImageDataset
 from torchdiffusion.errors import CheckpointError, ConfigError
-from torchdiffusion.latent import (LatentDataset, LatentDiffusionPipeline, latent_dataset, latent_scale_factor)
-from torchdiffusion.model import build_denoiser
-from torchdiffusion.pipeline import DiffusionPipeline
+from torchdiffusion.data.latents import LatentDataset
+from torchdiffusion.denoiser.space import LatentSpace
+from torchdiffusion.pipeline.folders import load_components
+from torchdiffusion.training.latent import latent_dataset
+from torchdiffusion.denoiser.space import latent_scale_factor
+from torchdiffusion.denoiser.model import build_denoiser
+from torchdiffusion.pipeline.pipeline import DiffusionPipeline
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -68,13 +73,13 @@ def test_latent_dataset_caches_and_flips(tmp_path):
         latent_dataset(vae, images(2, channels=3))
 
 
-def _pipeline(**unet) -> LatentDiffusionPipeline:
+def _pipeline(**unet) -> DiffusionPipeline:
     cfg = tiny_model_config(image_size=4, in_channels=4, attention_resolutions=(2,), **unet)
     den = build_denoiser(cfg).eval()
     with torch.no_grad():  # the U-Net's output conv starts at zero; give it weights so outputs depend on them
         for p in den.network.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    return LatentDiffusionPipeline(den, cfg, tiny_vae(scale_factor=0.8))
+    return DiffusionPipeline(den, cfg, LatentSpace(tiny_vae(scale_factor=0.8)))
 
 
 def test_pipeline_save_load_gives_identical_samples(tmp_path):
@@ -88,8 +93,11 @@ def test_pipeline_save_load_gives_identical_samples(tmp_path):
     folder = pipe.save_pretrained(tmp_path / "pipe")
     assert sorted(p.name for p in folder.iterdir()) == ["model_index.json", "unet", "vae"]
     assert json.loads((folder / "vae" / "config.json").read_text())["scale_factor"] == 0.8
-    for loaded in (LatentDiffusionPipeline.from_pretrained(folder), DiffusionPipeline.from_pretrained(folder)):
-        assert isinstance(loaded, LatentDiffusionPipeline)
+    for loaded in (load_components(folder, latent=True), DiffusionPipeline.from_pretrained(folder)):
+        if isinstance(loaded, tuple):
+            assert loaded[2] is not None
+            continue
+        assert loaded.is_latent and isinstance(loaded.space, LatentSpace)
         assert torch.equal(loaded.generate(n=3, steps=3, seed=5, progress=False), a)
     # encode → decode round trip goes through the scale factor
     x = a[:2]
@@ -105,15 +113,15 @@ def test_pipeline_errors_name_the_component(tmp_path):
     shutil.copytree(folder, broken)
     shutil.rmtree(broken / "vae")
     with pytest.raises(CheckpointError, match="component 'vae' is missing"):
-        LatentDiffusionPipeline.from_pretrained(broken)
+        DiffusionPipeline.from_pretrained(broken)
     shutil.copytree(folder / "vae", broken / "vae")
     (broken / "unet" / "model.safetensors").write_bytes(b"junk")
     with pytest.raises(CheckpointError, match="pipeline component 'unet'.*checksum mismatch"):
-        LatentDiffusionPipeline.from_pretrained(broken)
+        DiffusionPipeline.from_pretrained(broken)
     # a U-Net whose channels do not match the VAE's latent channels
     cfg = tiny_model_config(image_size=4, in_channels=3, attention_resolutions=(2,))
     with pytest.raises(ConfigError, match="3 input / 3 output channels but the VAE's latents have 4"):
-        LatentDiffusionPipeline(build_denoiser(cfg), cfg, tiny_vae())
+        DiffusionPipeline(build_denoiser(cfg), cfg, LatentSpace(tiny_vae()))
 
 
 def _folder(root, n=16, size=16):
@@ -149,7 +157,7 @@ def test_cli_train_vae_then_latent_diffusion_then_sample(tmp_path, capsys):
     # a latent run without its export yet samples from its checkpoint (EMA U-Net + the run's VAE)
     shutil.rmtree(run / "model")
     from_ckpt = DiffusionPipeline.from_pretrained(run)
-    assert isinstance(from_ckpt, LatentDiffusionPipeline)
+    assert from_ckpt.is_latent
     assert from_ckpt.generate(n=1, steps=2, progress=False).shape == (1, 3, 16, 16)
     # resume continues the latent run
     assert main(["train", "--out", str(run), "--resume", "--steps", "3", "--no-progress"]) == 0

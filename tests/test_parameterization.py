@@ -2,10 +2,10 @@ import pytest
 import torch
 
 from torchdiffusion.errors import ConfigError
-from torchdiffusion.parameterization import (Denoiser, eps_to_x0, output_to_x0, training_target, v_to_x0,
+from torchdiffusion.diffusion.parameterization import (Denoiser, eps_to_x0, output_to_x0, training_target, v_to_x0,
                                              x0_to_eps, x0_to_v)
-from torchdiffusion.samplers import sample_ddim, sample_ddpm
-from torchdiffusion.schedules import ScheduleConfig
+from torchdiffusion.sampling.registry import sample_ddim, sample_ddpm
+from torchdiffusion.diffusion.schedules import ScheduleConfig
 
 MU, STD = 0.3, 0.6  # data distribution N(MU, STD²) per pixel
 

@@ -5,12 +5,13 @@ import math
 import pytest
 import torch
 
-from torchdiffusion import discretization as grids
-from torchdiffusion import samplers as S
+from torchdiffusion.sampling import grids
+from torchdiffusion import sampling as S
+from torchdiffusion.denoiser.wrappers import CountingDenoiser
 from torchdiffusion.errors import ConfigError, TorchDiffusionError
-from torchdiffusion.exact import Gaussian, GaussianMixture
-from torchdiffusion.parameterization import Denoiser
-from torchdiffusion.schedules import ScheduleConfig
+from torchdiffusion.diffusion.exact import Gaussian, GaussianMixture
+from torchdiffusion.diffusion.parameterization import Denoiser
+from torchdiffusion.diffusion.schedules import ScheduleConfig
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -85,7 +86,7 @@ def test_abm_converges_at_its_order_on_the_clustered_angle_grid(gaussian, start,
 def test_clustered_angle_grid_beats_the_uniform_one_on_a_held_out_mixture():
     """ABM's registered grid against the uniform angle grid, on a mixture that is not the
     benchmark's (other seed, 6 components in 24-D), linear and cosine schedules."""
-    from torchdiffusion.exact import solve_ode
+    from torchdiffusion.diffusion.exact import solve_ode
 
     for schedule in ("linear", "cosine"):
         sched = ScheduleConfig(schedule, 1000).build()
@@ -192,7 +193,7 @@ def test_callback_nfe_and_conditioning_for_every_registered_sampler():
 
     denoiser.sigma_min, denoiser.sigma_max = data.sigma_min, data.sigma_max
     for name, spec in S.SAMPLER_REGISTRY.items():
-        counter = S.CountingDenoiser(denoiser)
+        counter = CountingDenoiser(denoiser)
         assert counter.sigma_max == data.sigma_max  # attributes pass through
         infos = []
         x = 50 * torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
@@ -244,7 +245,7 @@ def test_every_sampler_runs_on_image_shaped_batches(name):
 
 def test_default_sampler_beats_ddim_and_stays_bounded():
     """On a small Gaussian-mixture problem (the benchmark's, smaller): never worse than DDIM."""
-    from torchdiffusion.exact import solve_ode
+    from torchdiffusion.diffusion.exact import solve_ode
 
     for schedule in ("linear", "cosine"):
         sched = ScheduleConfig(schedule, 1000).build()
@@ -254,11 +255,11 @@ def test_default_sampler_beats_ddim_and_stays_bounded():
         ref = solve_ode(data, x.double(), sched.sigma_max, 0.0, steps=200)
         for steps in (5, 10, 20):
             errs = {}
-            for name in (S.DEFAULT_SAMPLER, "DDIM"):
+            for name in ("ABM", "DDIM"):
                 spec = S.resolve_sampler(name)
                 out = spec(den, x.clone(), spec.sigmas(den, steps))
                 errs[name] = float((out.double() - ref).pow(2).mean(1).sqrt().median())
-            assert errs[S.DEFAULT_SAMPLER] < errs["DDIM"], (schedule, steps, errs)
+            assert errs["ABM"] < errs["DDIM"], (schedule, steps, errs)
 
 
 # -- registry -----------------------------------------------------------------------------
@@ -271,7 +272,8 @@ def test_familiar_and_snake_names_resolve_case_insensitively():
     assert S.resolve_sampler("dpmpp_2m").fn is S.sample_dpmpp_2m
     assert S.resolve_sampler("euler") is S.resolve_sampler("Euler")
     assert S.resolve_sampler("UniPC bh1").kwargs == {"variant": "bh1"}
-    assert S.resolve_sampler(S.DEFAULT_SAMPLER).fn is S.sample_abm
+    assert S.resolve_sampler("ABM").fn is S.sample_abm
+    assert S.resolve_sampler(S.DEFAULT_SAMPLER) is S.resolve_sampler("ddim")  # the default every entry point uses
     for name, spec in S.SAMPLER_REGISTRY.items():
         assert spec.grid in grids.GRIDS and callable(spec.fn), name
     assert all(spec.diffusers for name, spec in S.SAMPLER_REGISTRY.items() if name == spec.name and " " in name)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from torchdiffusion.errors import ConfigError
-from torchdiffusion.schedules import (NoiseSchedule, ScheduleConfig, cosine_alpha_bar, linear_alpha_bar,
+from torchdiffusion.diffusion.schedules import (NoiseSchedule, ScheduleConfig, cosine_alpha_bar, linear_alpha_bar,
                                       sigmoid_alpha_bar)
 
 

@@ -5,8 +5,9 @@ import torch
 from PIL import Image
 
 from conftest import tiny_model_config
-from torchdiffusion.cli import main
-from torchdiffusion.model import build_denoiser, load_model, save_model
+from torchdiffusion.cli.main import main
+from torchdiffusion.denoiser.model import build_denoiser
+from torchdiffusion.pipeline.folders import load_model, save_model
 
 
 @pytest.fixture(scope="module")

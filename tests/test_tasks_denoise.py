@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from torchdiffusion.errors import ConfigError
-from torchdiffusion.exact import Gaussian
-from torchdiffusion.parameterization import Denoiser
-from torchdiffusion.schedules import ScheduleConfig
+from torchdiffusion.diffusion.exact import Gaussian
+from torchdiffusion.diffusion.parameterization import Denoiser
+from torchdiffusion.diffusion.schedules import ScheduleConfig
 from torchdiffusion.tasks import TiledDenoiser, denoise, estimate_sigma
 
 MU, S = 0.2, 0.3
@@ -97,8 +97,8 @@ def test_bad_sigma_and_method():
 
 def test_tiled_with_classifier_free_guidance():
     from conftest import tiny_model_config
-    from torchdiffusion.model import build_denoiser
-    from torchdiffusion.pipeline import DiffusionPipeline
+    from torchdiffusion.denoiser.model import build_denoiser
+    from torchdiffusion.pipeline.pipeline import DiffusionPipeline
 
     cfg = tiny_model_config(num_classes=3)
     cfg.conditioning = "class"

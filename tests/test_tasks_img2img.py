@@ -6,9 +6,9 @@ import torch
 
 from conftest import tiny_model_config
 from torchdiffusion.errors import ConfigError
-from torchdiffusion.exact import Gaussian, GaussianMixture
-from torchdiffusion.model import build_denoiser
-from torchdiffusion.pipeline import DiffusionPipeline
+from torchdiffusion.diffusion.exact import Gaussian, GaussianMixture
+from torchdiffusion.denoiser.model import build_denoiser
+from torchdiffusion.pipeline.pipeline import DiffusionPipeline
 from torchdiffusion.tasks import (img2img, interpolate_conditions, interpolate_images, interpolate_seeds, invert,
                                   reconstruct, save_frames, slerp, strength_to_sigma)
 
@@ -43,7 +43,7 @@ def test_nfe_does_not_depend_on_strength():
         r = img2img(pipe, x, s, steps=6, sampler="DDIM")
         assert r.nfe == 6 and len(r.info["sigmas"]) == 7
         assert r.info["sigma_start"] == pytest.approx(strength_to_sigma(pipe.denoiser, s))
-    from torchdiffusion.samplers import resolve_sampler
+    from torchdiffusion.sampling.registry import resolve_sampler
 
     heun = img2img(pipe, x, 0.5, steps=6, sampler="Heun")
     assert heun.nfe == resolve_sampler("Heun").nfe(6, heun.info["sigmas"])

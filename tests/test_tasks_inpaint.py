@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from torchdiffusion.errors import ConfigError
-from torchdiffusion.exact import GaussianMixture
+from torchdiffusion.diffusion.exact import GaussianMixture
 from torchdiffusion.tasks import as_mask, inpaint
-from torchdiffusion.tasks.conditioning_data import MASK_KINDS, random_masks
+from torchdiffusion.denoiser.image_conditions import MASK_KINDS, random_masks
 from torchdiffusion.tasks.inpaint import repaint_schedule
 
 

@@ -5,20 +5,20 @@ import pytest
 import torch
 
 from conftest import tiny_model_config
-from torchdiffusion.autoencoder import Autoencoder, AutoencoderConfig
+from torchdiffusion.networks.autoencoder import Autoencoder, AutoencoderConfig
 from torchdiffusion.errors import ConfigError
-from torchdiffusion.latent import LatentDiffusionPipeline
-from torchdiffusion.model import build_denoiser
+from torchdiffusion.denoiser.space import LatentSpace
+from torchdiffusion.pipeline import DiffusionPipeline
+from torchdiffusion.denoiser.model import build_denoiser
 from torchdiffusion.tasks import (denoise, downsample, img2img, inpaint, interpolate_seeds, invert, reconstruct,
                                   upscale)
-from torchdiffusion.tasks.common import ModelSpace
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def pipe() -> LatentDiffusionPipeline:
+def pipe() -> DiffusionPipeline:
     torch.manual_seed(0)
     vae = Autoencoder(AutoencoderConfig(image_size=16, in_channels=1, latent_channels=4, base_channels=8,
                                         channel_mult=(1, 2, 2), norm_groups=4, scale_factor=0.8)).eval()
@@ -27,7 +27,7 @@ def pipe() -> LatentDiffusionPipeline:
     with torch.no_grad():  # the output conv starts at zero; random weights make outputs depend on the input
         for p in den.network.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    return LatentDiffusionPipeline(den, cfg, vae)
+    return DiffusionPipeline(den, cfg, LatentSpace(vae))
 
 
 def digits(n=2, seed=0) -> torch.Tensor:
@@ -36,8 +36,8 @@ def digits(n=2, seed=0) -> torch.Tensor:
 
 
 def test_space_maps(pipe):
-    space = ModelSpace(pipe)
-    assert space.latent and space.factor == 4 and space.shape == (4, 4, 4)
+    space = pipe.space
+    assert space.latent and space.factor == 4 and pipe.latent_shape == (4, 4, 4)
     y = digits()
     z = space.to_model(y)
     assert z.shape == (2, 4, 4, 4)

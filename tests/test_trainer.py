@@ -3,9 +3,13 @@ import csv
 import pytest
 import torch
 
-from torchdiffusion.datasets import ImageDataset, load_mnist
+from torchdiffusion.data.dataset import ImageDataset
+from torchdiffusion.data.mnist import load_mnist
 from torchdiffusion.errors import CheckpointError, ConfigError, TorchDiffusionError
-from torchdiffusion.trainer import TrainConfig, Trainer, checkpoints_of, latest_checkpoint, prepare_run
+from torchdiffusion.training.config import TrainConfig
+from torchdiffusion.training.diffusion import Trainer
+from torchdiffusion.training.run import prepare_run
+from torchdiffusion.io.runs import checkpoints_of, latest_checkpoint
 
 from conftest import tiny_model_config
 

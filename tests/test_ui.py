@@ -11,8 +11,9 @@ from PIL import Image, PngImagePlugin
 
 from conftest import tiny_model_config
 from torchdiffusion.errors import ConfigError
-from torchdiffusion.model import build_denoiser, save_model
-from torchdiffusion.pipeline import DiffusionPipeline
+from torchdiffusion.denoiser.model import build_denoiser
+from torchdiffusion.pipeline.folders import save_model
+from torchdiffusion.pipeline.pipeline import DiffusionPipeline
 from torchdiffusion.ui.backend import Backend, GenerateRequest, familiar_sampler_names
 from torchdiffusion.ui.jobs import Cancelled, CancelToken, QueueFull, RequestQueue
 from torchdiffusion.ui.limits import UILimits

@@ -12,7 +12,7 @@ gr = pytest.importorskip("gradio", reason="the web UI needs the 'ui' extra (pip 
 gradio_client = pytest.importorskip("gradio_client")
 
 from test_ui import make_models  # noqa: E402
-from torchdiffusion.pipeline import DiffusionPipeline  # noqa: E402
+from torchdiffusion.pipeline.pipeline import DiffusionPipeline  # noqa: E402
 from torchdiffusion.ui.app import launch  # noqa: E402
 from torchdiffusion.ui.backend import Backend  # noqa: E402
 from torchdiffusion.ui.limits import UILimits  # noqa: E402

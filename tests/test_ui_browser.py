@@ -23,7 +23,7 @@ if CHROMIUM is None:
 
 from test_ui import make_models  # noqa: E402
 from test_ui_app import free_port  # noqa: E402
-from torchdiffusion.pipeline import DiffusionPipeline  # noqa: E402
+from torchdiffusion.pipeline.pipeline import DiffusionPipeline  # noqa: E402
 from torchdiffusion.ui.app import launch  # noqa: E402
 from torchdiffusion.ui.backend import Backend  # noqa: E402
 from torchdiffusion.ui.limits import UILimits  # noqa: E402

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from torchdiffusion.errors import ConfigError
-from torchdiffusion.unet import UNet, UNetConfig, count_parameters, timestep_embedding
+from torchdiffusion.networks.unet import UNet, UNetConfig, count_parameters, timestep_embedding
 
 
 @pytest.mark.parametrize("cfg", [

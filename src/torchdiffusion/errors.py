@@ -16,3 +16,7 @@ class DataError(TorchDiffusionError):
 
 class CheckpointError(TorchDiffusionError):
     """A checkpoint folder that is missing, corrupt, or belongs to another model."""
+
+
+class MissingDependencyError(TorchDiffusionError, ImportError):
+    """An optional package that a feature needs is not installed; the message gives the pip command."""

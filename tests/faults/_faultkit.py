@@ -18,9 +18,9 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from torchdiffusion.checkpoint import verify_checkpoint
-from torchdiffusion.faults import ENV
-from torchdiffusion.trainer import CHECKPOINT_KIND, checkpoints_of
+from torchdiffusion.io.checkpoint import verify_checkpoint
+from torchdiffusion.io.faults import ENV
+from torchdiffusion.io.runs import CHECKPOINT_KIND, checkpoints_of
 
 REPO = Path(__file__).resolve().parents[2]
 

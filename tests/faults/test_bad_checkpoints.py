@@ -13,10 +13,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from torchdiffusion.checkpoint import FORMAT_VERSION, _sha256
-from torchdiffusion.cli import main
+from torchdiffusion.io.checkpoint import FORMAT_VERSION, _sha256
+from torchdiffusion.cli.main import main
 from torchdiffusion.errors import CheckpointError, ConfigError, TorchDiffusionError
-from torchdiffusion.model import build_denoiser, load_model, save_model
+from torchdiffusion.denoiser.model import build_denoiser
+from torchdiffusion.pipeline.folders import load_model, save_model
 
 from conftest import tiny_model_config
 
@@ -84,7 +85,7 @@ def test_checkpoint_of_another_size(model_dir, tmp_path, capsys):
 
 
 def test_weights_of_another_architecture(model_dir, capsys):
-    from torchdiffusion.classifier import packaged_weights_path
+    from torchdiffusion.evaluation.classifier import packaged_weights_path
 
     (model_dir / "model.safetensors").write_bytes(Path(packaged_weights_path()).read_bytes())
     rehash(model_dir)

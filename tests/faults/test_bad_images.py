@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from torchdiffusion.cli import main
-from torchdiffusion.image_folder import load_image_folder
+from torchdiffusion.cli.main import main
+from torchdiffusion.data.image_folder import load_image_folder
 
 pytestmark = pytest.mark.faults
 

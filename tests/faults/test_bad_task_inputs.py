@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from torchdiffusion.model import build_denoiser, save_model
+from torchdiffusion.denoiser.model import build_denoiser
+from torchdiffusion.pipeline.folders import save_model
 
 from conftest import tiny_model_config
 from test_bad_images import bomb_png
@@ -22,7 +23,7 @@ TASKS = ("denoise", "inpaint", "upscale", "img2img", "interpolate")
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    cli = pytest.importorskip("torchdiffusion.cli_tasks", reason="the editing tasks are not present")
+    cli = pytest.importorskip("torchdiffusion.cli.edit", reason="the editing tasks are not present")
     del cli
     root = tmp_path_factory.mktemp("task_inputs")
     cfg = tiny_model_config()

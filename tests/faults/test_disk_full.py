@@ -14,10 +14,10 @@ import subprocess
 
 import pytest
 
-import torchdiffusion.checkpoint as ckpt_mod
-from torchdiffusion.checkpoint import verify_checkpoint
-from torchdiffusion.cli import main
-from torchdiffusion.trainer import CHECKPOINT_KIND, checkpoints_of
+import torchdiffusion.io.checkpoint as ckpt_mod
+from torchdiffusion.io.checkpoint import verify_checkpoint
+from torchdiffusion.cli.main import main
+from torchdiffusion.io.runs import CHECKPOINT_KIND, checkpoints_of
 
 pytestmark = pytest.mark.faults
 

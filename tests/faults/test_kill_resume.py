@@ -15,7 +15,7 @@ import signal
 
 import pytest
 
-from torchdiffusion.trainer import checkpoints_of
+from torchdiffusion.io.runs import checkpoints_of
 
 from _faultkit import (assert_bit_identical, check_invariants, logged_steps, run, run_and_kill_when, tensors_of,
                        train_cmd)

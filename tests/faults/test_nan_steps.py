@@ -9,11 +9,14 @@ import math
 import pytest
 import torch
 
-import torchdiffusion.trainer as trainer_mod
-from torchdiffusion.cli import main
-from torchdiffusion.datasets import ImageDataset, load_mnist
+import torchdiffusion.training.diffusion as trainer_mod
+from torchdiffusion.cli.main import main
+from torchdiffusion.data.dataset import ImageDataset
+from torchdiffusion.data.mnist import load_mnist
 from torchdiffusion.errors import TorchDiffusionError
-from torchdiffusion.trainer import TrainConfig, checkpoints_of, prepare_run
+from torchdiffusion.training.config import TrainConfig
+from torchdiffusion.io.runs import checkpoints_of
+from torchdiffusion.training.run import prepare_run
 
 from conftest import tiny_model_config
 
@@ -84,7 +87,7 @@ def test_skips_are_counted_in_the_log_and_checkpoint(tmp_path, data, monkeypatch
     assert state["nan_skipped"] == 3 and state["step"] == 8
     assert "update skipped" in caplog.text
     # every weight of the exported model is finite
-    from torchdiffusion.model import load_model
+    from torchdiffusion.pipeline.folders import load_model
 
     den, _ = load_model(tmp_path / "r")
     assert all(torch.isfinite(p).all() for p in den.parameters())

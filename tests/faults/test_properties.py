@@ -10,10 +10,11 @@ import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from torchdiffusion.cli import main
+from torchdiffusion.cli.main import main
 from torchdiffusion.errors import TorchDiffusionError
-from torchdiffusion.model import build_denoiser, save_model
-from torchdiffusion.pipeline import DiffusionPipeline
+from torchdiffusion.denoiser.model import build_denoiser
+from torchdiffusion.pipeline.folders import save_model
+from torchdiffusion.pipeline.pipeline import DiffusionPipeline
 
 from conftest import tiny_model_config
 

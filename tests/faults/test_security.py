@@ -110,7 +110,8 @@ def scan_text(path: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
     models_mod = pytest.importorskip("torchdiffusion.ui.models", reason="the web UI package is not present")
-    from torchdiffusion.model import build_denoiser, save_model
+    from torchdiffusion.denoiser.model import build_denoiser
+    from torchdiffusion.pipeline.folders import save_model
 
     from conftest import tiny_model_config
 
@@ -146,7 +147,7 @@ def test_model_names_never_leave_the_models_folder(library, name):
 
 
 def test_serve_binds_to_localhost_by_default():
-    serve_cli = pytest.importorskip("torchdiffusion.ui.serve_cli", reason="the web UI package is not present")
+    serve_cli = pytest.importorskip("torchdiffusion.cli.serve", reason="the web UI package is not present")
     import argparse
 
     parser = argparse.ArgumentParser()

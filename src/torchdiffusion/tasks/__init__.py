@@ -15,14 +15,15 @@ wrapper that conditions or projects the prediction, so each works with every sam
 Every function returns a :class:`TaskResult` (images in [-1, 1], the exact NFE, info).
 docs/editing.md describes the methods, their limits and the measured quality.
 """
-from .common import TaskResult, as_images, as_mask, strength_to_sigma, task_sigmas
-from .denoise import TiledDenoiser, denoise, estimate_sigma
-from .img2img import img2img
-from .inpaint import ReplacementDenoiser, inpaint
-from .interpolate import (MixedDenoiser, interpolate_conditions, interpolate_images, interpolate_seeds, save_frames,
+from torchdiffusion.tasks.common import TaskResult, strength_to_sigma, task_sigmas
+from torchdiffusion.io.images import as_images, as_mask
+from torchdiffusion.tasks.denoise import TiledDenoiser, denoise, estimate_sigma
+from torchdiffusion.tasks.img2img import img2img
+from torchdiffusion.tasks.inpaint import ReplacementDenoiser, inpaint
+from torchdiffusion.tasks.interpolate import (MixedDenoiser, interpolate_conditions, interpolate_images, interpolate_seeds, save_frames,
                           slerp)
-from .inversion import invert, reconstruct
-from .superres import ProjectionDenoiser, downsample, upscale, upsample_bicubic
+from torchdiffusion.tasks.inversion import invert, reconstruct
+from torchdiffusion.tasks.superres import ProjectionDenoiser, downsample, upscale, upsample_bicubic
 
 __all__ = ["TaskResult", "as_images", "as_mask", "strength_to_sigma", "task_sigmas", "denoise", "estimate_sigma",
            "TiledDenoiser", "inpaint", "ReplacementDenoiser", "upscale", "ProjectionDenoiser", "downsample",

@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import ConfigError
-from .common import (Counter, TaskResult, Wrapper, as_images, check_sigma, check_size, conditioned, generators,
-                     model_channels, model_size, noise, resolve, run_sampler, ModelSpace, task_sigmas)
+from torchdiffusion.errors import ConfigError
+from torchdiffusion.tasks.common import (Counter, TaskResult, Wrapper, check_sigma, conditioned, generators, model_channels, model_size, noise, resolve, run_sampler, space_of, task_sigmas)
+from torchdiffusion.io.images import as_images, check_size
 
 
 def estimate_sigma(images: Tensor) -> Tensor:
@@ -146,11 +146,11 @@ def denoise(model, images, sigma: float | None = None, *, method: str = "mean", 
     estimated = sigma is None
     if estimated:
         sigma = float(estimate_sigma(y).mean())
-    space = ModelSpace(pipe)
+    space = space_of(pipe)
     pixel_sigma = sigma
     if space.latent:
         check_size(y, model_size(pipe), "image")
-        y, sigma = latent_noise_level(space, y, float(sigma), seed)
+        y, sigma = latent_noise_level(space, y, float(sigma), seed, pipe.device)
     sigma = check_sigma(denoiser, sigma, "sigma (the noise level of the image)")
     dev = pipe.device if pipe is not None else y.device
     tiled = fit_to_model(denoiser, pipe, y, overlap)  # inside the condition: it repeats per-image conditions per tile
@@ -168,10 +168,9 @@ def denoise(model, images, sigma: float | None = None, *, method: str = "mean", 
     return TaskResult(space.to_pixels(out).cpu().clamp(-1, 1), d.nfe, info)
 
 
-def latent_noise_level(space, y: Tensor, sigma: float, seed: int) -> tuple[Tensor, float]:
+def latent_noise_level(space, y: Tensor, sigma: float, seed: int, dev) -> tuple[Tensor, float]:
     """(E(y)·s, σ_z) for a latent model: σ_z = rms(E(y + σ ε')·s - E(y)·s), the latent
     response to one more draw of pixel noise of level σ (see the module docstring)."""
-    dev = space.pipe.device
     y = y.to(dev)
     z = space.to_model(y)
     extra = noise(y.shape[1:], generators(seed + 7_919, y.shape[0])).to(dev)

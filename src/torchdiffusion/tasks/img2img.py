@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import torch
 
-from .common import (Counter, TaskResult, as_images, check_size, check_strength, conditioned, generators,
-                     model_channels, model_size, noise, resolve, run_sampler, ModelSpace, strength_to_sigma,
-                     task_sigmas, image_condition)
-from ..errors import ConfigError
+from torchdiffusion.tasks.common import (Counter, TaskResult, check_strength, conditioned, generators, model_channels, model_size, noise, resolve, run_sampler, space_of, strength_to_sigma, task_sigmas, image_condition)
+from torchdiffusion.io.images import as_images, check_size
+from torchdiffusion.errors import ConfigError
 
 
 @torch.no_grad()
@@ -45,7 +44,7 @@ def img2img(model, images, strength: float = 0.5, *, steps: int = 50, sampler: s
     if s == 0.0:
         return TaskResult(y.clone(), 0, {"strength": 0.0, "sigma_start": 0.0})
     dev = pipe.device if pipe is not None else torch.device("cpu")
-    space = ModelSpace(pipe)
+    space = space_of(pipe)
     y = space.to_model(y.to(dev))
     gens = generators(seed, n)
     z = noise(y.shape[1:], gens).to(dev)

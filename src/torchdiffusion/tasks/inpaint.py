@@ -36,10 +36,10 @@ import math
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
-from .common import (Counter, TaskResult, Wrapper, as_images, as_mask, check_size, conditioned, generators,
-                     image_condition, model_channels, model_size, noise, resolve, run_sampler, ModelSpace,
-                     task_sigmas)
+from torchdiffusion.denoiser.image_conditions import inpaint_cond_image
+from torchdiffusion.errors import ConfigError
+from torchdiffusion.tasks.common import (Counter, TaskResult, Wrapper, conditioned, generators, image_condition, model_channels, model_size, noise, resolve, run_sampler, space_of, task_sigmas)
+from torchdiffusion.io.images import as_images, as_mask, check_size
 
 
 class ReplacementDenoiser(Wrapper):
@@ -60,11 +60,6 @@ class ReplacementDenoiser(Wrapper):
             x = self.known * (self.image + s * z) + (1 - self.known) * x
         out = self.denoiser(x, sigma, **cond)
         return self.known * self.image + (1 - self.known) * out
-
-
-def inpaint_cond_image(image: Tensor, hole: Tensor) -> Tensor:
-    """The condition of a mask-conditioned model: [y ⊙ (1 - hole), hole] (C + 1 channels)."""
-    return torch.cat([image * (1 - hole), hole], dim=1)
 
 
 def repaint_schedule(sigmas: Tensor, jump: int, resample: int) -> list[tuple[Tensor, bool]]:
@@ -110,7 +105,7 @@ def inpaint(model, images, mask, *, steps: int = 50, sampler: str = "ddim", seed
                           "mask-conditioned (--task inpaint) model")
     dev = pipe.device if pipe is not None else torch.device("cpu")
     y, hole = y.to(dev), hole.to(dev)
-    space = ModelSpace(pipe)
+    space = space_of(pipe)
     y_m, hole_m = space.to_model(y), space.mask_to_model(hole)  # the model's space (latents for a latent model)
     n = y.shape[0]
     cond_image = inpaint_cond_image(y_m, hole_m) if method in ("model", "both") else None

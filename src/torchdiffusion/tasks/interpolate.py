@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
-from .common import (Counter, TaskResult, Wrapper, as_images, conditioned, generators, image_condition,
-                     model_channels, noise, resolve, run_sampler, ModelSpace, task_sigmas)
-from .inversion import invert, reconstruct
+from torchdiffusion.errors import ConfigError
+from torchdiffusion.tasks.common import (Counter, TaskResult, Wrapper, conditioned, generators, image_condition, model_channels, noise, resolve, run_sampler, space_of, task_sigmas)
+from torchdiffusion.io.images import as_images
+from torchdiffusion.tasks.inversion import invert, reconstruct
 
 
 def slerp(a: Tensor, b: Tensor, t: float | Tensor) -> Tensor:
@@ -76,8 +76,8 @@ def interpolate_seeds(model, seed_a: int, seed_b: int, frames: int = 8, *, steps
     if pipe is None:
         raise ConfigError("interpolate_seeds needs a DiffusionPipeline (it needs the model's image shape)")
     ts = _ts(frames)
-    space = ModelSpace(pipe)
-    shape = space.shape  # latents for a latent model
+    space = space_of(pipe)
+    shape = pipe.latent_shape  # latents for a latent model
     za = noise(shape, generators(seed_a, 1)).expand(len(ts), *shape)
     zb = noise(shape, generators(seed_b, 1)).expand(len(ts), *shape)
     sigmas = task_sigmas(denoiser, pipe, sampler, steps)
@@ -126,8 +126,8 @@ def interpolate_conditions(model, cond_a: dict, cond_b: dict, frames: int = 8, *
                       cond_b.get("negative_prompt"), guidance_scale)
     d = Counter(MixedDenoiser(d_a, d_b, ts))
     sigmas = task_sigmas(denoiser, pipe, sampler, steps)
-    space = ModelSpace(pipe)
-    x = noise(space.shape, generators(seed, 1)).expand(n, *space.shape) * float(sigmas[0])
+    space = space_of(pipe)
+    x = noise(pipe.latent_shape, generators(seed, 1)).expand(n, *pipe.latent_shape) * float(sigmas[0])
     out = space.to_pixels(run_sampler(sampler, d, x.to(pipe.device), sigmas, generators(seed, n)))
     return TaskResult(out.cpu().clamp(-1, 1), d.nfe, {"t": ts})
 
@@ -138,7 +138,7 @@ def save_frames(frames: Tensor, path: str | Path, *, strip: str | Path | None = 
     with ``strip``, as a one-row PNG strip. ``boomerang`` plays forth and back."""
     from PIL import Image
 
-    from ..images import save_grid, to_pil
+    from torchdiffusion.io.images import save_grid, to_pil
 
     path = Path(path)
     suffix = path.suffix.lower()

@@ -26,9 +26,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
-from .common import (Counter, TaskResult, as_images, check_size, conditioned, image_condition, model_channels,
-                     model_size, resolve, ModelSpace, task_sigmas)
+from torchdiffusion.errors import ConfigError
+from torchdiffusion.tasks.common import (Counter, TaskResult, conditioned, image_condition, model_channels, model_size, resolve, space_of, task_sigmas)
+from torchdiffusion.io.images import as_images, check_size
 
 
 def _full(x: Tensor, sigma: float) -> Tensor:
@@ -69,7 +69,7 @@ def invert(model, images, *, steps: int = 50, fixed_point_iters: int = 0, class_
     y = as_images(images, model_channels(denoiser, pipe), "image")
     check_size(y, model_size(pipe), "image")
     dev = pipe.device if pipe is not None else torch.device("cpu")
-    y = ModelSpace(pipe).to_model(y.to(dev))  # a latent model inverts E(y)·s
+    y = space_of(pipe).to_model(y.to(dev))  # a latent model inverts E(y)·s
     d = Counter(conditioned(denoiser, pipe, y.shape[0], class_labels, prompt, guidance_scale=guidance_scale))
     sigmas = task_sigmas(denoiser, pipe, "ddim", steps)
     levels = [float(s) for s in sigmas.flip(0)]  # 0, σ_{n-1}, …, σ_max
@@ -88,10 +88,10 @@ def invert(model, images, *, steps: int = 50, fixed_point_iters: int = 0, class_
 def reconstruct(model, latents: Tensor, sigmas: Tensor, *, class_labels=None, prompt=None,
                 guidance_scale: float = 1.0) -> TaskResult:
     """Decode DDIM latents with DDIM (η = 0) on ``sigmas`` (the grid :func:`invert` used)."""
-    from ..samplers import sample_ddim
+    from torchdiffusion.sampling.registry import sample_ddim
 
     denoiser, pipe = resolve(model)
     dev = pipe.device if pipe is not None else torch.device("cpu")
     d = Counter(conditioned(denoiser, pipe, latents.shape[0], class_labels, prompt, guidance_scale=guidance_scale))
-    out = ModelSpace(pipe).to_pixels(sample_ddim(d, latents.to(dev), sigmas))
+    out = space_of(pipe).to_pixels(sample_ddim(d, latents.to(dev), sigmas))
     return TaskResult(out.cpu().clamp(-1, 1), d.nfe, {"sigmas": sigmas})

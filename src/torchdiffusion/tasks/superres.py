@@ -36,37 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import ConfigError
-from .common import (Counter, TaskResult, Wrapper, as_images, conditioned, generators, image_condition,
-                     model_channels, model_size, noise, resolve, run_sampler, ModelSpace, task_sigmas)
-
-
-def downsample(images: Tensor, factor: int) -> Tensor:
-    """A x: average over ``factor``×``factor`` blocks (sizes must be divisible)."""
-    h, w = images.shape[-2:]
-    if factor < 1 or h % factor or w % factor:
-        raise ConfigError(f"a {h}×{w} image cannot be downsampled by {factor} (sizes must be multiples of it)")
-    return F.avg_pool2d(images, factor)
-
-
-def upsample_nearest(images: Tensor, factor: int) -> Tensor:
-    """A† y: each low-resolution pixel repeated over its ``factor``×``factor`` block."""
-    return F.interpolate(images, scale_factor=factor, mode="nearest")
-
-
-def upsample_bicubic(images: Tensor, factor: int) -> Tensor:
-    """The bicubic baseline (and SR3's conditioning input), clamped to [-1, 1]."""
-    return F.interpolate(images, scale_factor=factor, mode="bicubic", align_corners=False).clamp(-1, 1)
-
-
-def sr_cond_image(lowres: Tensor, factor: int, aug_level: Tensor | float, z: Tensor | None = None) -> Tensor:
-    """SR3's condition [bicubic_f(y + s z), s·1] with per-sample augmentation level s."""
-    s = torch.as_tensor(aug_level, dtype=lowres.dtype, device=lowres.device)
-    s = s.expand(lowres.shape[0]) if s.ndim == 0 else s
-    s4 = s.reshape(-1, 1, 1, 1)
-    noisy = lowres if z is None else lowres + s4 * z
-    up = upsample_bicubic(noisy, factor)
-    return torch.cat([up, s4.expand(-1, 1, *up.shape[-2:])], dim=1)
+from torchdiffusion.denoiser.image_conditions import downsample, sr_cond_image, upsample_bicubic, upsample_nearest
+from torchdiffusion.errors import ConfigError
+from torchdiffusion.tasks.common import (Counter, TaskResult, Wrapper, conditioned, generators, image_condition, model_channels, model_size, noise, resolve, run_sampler, space_of, task_sigmas)
+from torchdiffusion.io.images import as_images
 
 
 class ProjectionDenoiser(Wrapper):
@@ -110,7 +83,7 @@ def upscale(model, lowres, factor: int | None = None, *, steps: int = 50, sample
     y = as_images(lowres, model_channels(denoiser, pipe), "low-resolution image")
     cfg = image_condition(pipe) or {}
     kind = cfg.get("kind")
-    latent = ModelSpace(pipe).latent
+    latent = space_of(pipe).latent
     if method == "auto":
         method = "sr3" if kind == "superres" else "sdedit" if latent else "projection"
     if method not in ("sr3", "projection", "sdedit"):
@@ -148,7 +121,7 @@ def upscale(model, lowres, factor: int | None = None, *, steps: int = 50, sample
         raise ConfigError(f"aug_level must be in [0, {cfg.get('aug_max', 1.0)}] (the levels the model was trained "
                           f"on), got {aug_level}")
     if method == "sdedit":
-        from .img2img import img2img
+        from torchdiffusion.tasks.img2img import img2img
 
         r = img2img(pipe if pipe is not None else denoiser, upsample_bicubic(y, factor).clamp(-1, 1), strength,
                     steps=steps, sampler=sampler, seed=seed, class_labels=class_labels, prompt=prompt,

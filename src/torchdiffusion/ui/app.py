@@ -18,10 +18,10 @@ import queue
 import threading
 import time
 
-from ..errors import TorchDiffusionError
-from .backend import Backend, GenerateRequest, enlarge, familiar_sampler_names, random_seed
-from .jobs import Cancelled
-from .png_info import format_parameters, read_parameters
+from torchdiffusion.errors import TorchDiffusionError
+from torchdiffusion.ui.backend import Backend, GenerateRequest, enlarge, familiar_sampler_names, random_seed
+from torchdiffusion.ui.jobs import Cancelled
+from torchdiffusion.ui.png_info import format_parameters, read_parameters
 
 log = logging.getLogger(__name__)
 
@@ -332,7 +332,7 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
             def inpaint_run(req, extra, cb, tok):
                 path, editor, r = extra
                 if not editor or editor.get("background") is None:
-                    from ..errors import ConfigError
+                    from torchdiffusion.errors import ConfigError
                     raise ConfigError("inpaint: upload an image first")
                 layers = editor.get("layers") or []
                 mask = layers[0] if layers else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 
-from ..errors import TorchDiffusionError
+from torchdiffusion.errors import TorchDiffusionError
 
 
 class QueueFull(TorchDiffusionError):

@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import ConfigError
+from torchdiffusion.errors import ConfigError
 
 
 @dataclass

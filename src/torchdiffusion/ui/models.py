@@ -13,7 +13,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from ..errors import CheckpointError, ConfigError, TorchDiffusionError
+from torchdiffusion.errors import CheckpointError, ConfigError, TorchDiffusionError
 
 
 class ModelLibrary:
@@ -44,7 +44,7 @@ class ModelLibrary:
 
     def names(self) -> list[str]:
         """Model folders directly inside the models folder (and the folder itself if it is one)."""
-        from ..model import find_model_folder
+        from torchdiffusion.io.runs import find_model_folder
 
         found = []
         candidates = [self.root] + sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -61,7 +61,7 @@ class ModelLibrary:
 
     def resolve(self, name: str) -> Path:
         """The folder of model ``name``, refusing anything outside the models folder."""
-        from ..model import find_model_folder
+        from torchdiffusion.io.runs import find_model_folder
 
         if not isinstance(name, str) or not name.strip():
             raise ConfigError("no model chosen: pick one in the model list")
@@ -80,7 +80,7 @@ class ModelLibrary:
 
     def get(self, name: str):
         """The :class:`~torchdiffusion.pipeline.DiffusionPipeline` of model ``name`` (cached)."""
-        from ..pipeline import DiffusionPipeline
+        from torchdiffusion.pipeline.pipeline import DiffusionPipeline
 
         path = self.resolve(name)
         key = str(path)
@@ -96,7 +96,7 @@ class ModelLibrary:
 
     def model_hash(self, name: str) -> str:
         """AUTOMATIC1111's "Model hash": the first 10 hex digits of the weights' SHA-256."""
-        from ..model import find_model_folder
+        from torchdiffusion.io.runs import find_model_folder
 
         folder, weights = find_model_folder(self.resolve(name))
         f = folder / f"{weights}.safetensors"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from PIL import Image, PngImagePlugin
 
-from ..errors import ConfigError
+from torchdiffusion.errors import ConfigError
 
 PNG_KEY = "parameters"
 NEGATIVE = "Negative prompt:"
@@ -168,7 +168,7 @@ def pnginfo_for(p: GenerationParams) -> PngImagePlugin.PngInfo:
 
 def save_png(img: Image.Image, path: str | Path, p: GenerationParams) -> Path:
     """Write ``img`` as a PNG carrying ``p`` (atomically: temp file + rename)."""
-    from ..images import save_image
+    from torchdiffusion.io.images import save_image
 
     return save_image(img, Path(path), pnginfo=pnginfo_for(p))
 

@@ -1,0 +1,1 @@
+"""Packaged data: the MNIST digits and the MNIST classifier weights."""
