@@ -19,7 +19,7 @@ from torchdiffusion.errors import CheckpointError, ConfigError, TorchDiffusionEr
 from torchdiffusion.denoiser.model import build_denoiser
 from torchdiffusion.pipeline.folders import load_model, save_model
 
-from conftest import tiny_model_config
+from helpers import tiny_model_config
 
 pytestmark = pytest.mark.faults
 

@@ -18,7 +18,7 @@ from torchdiffusion.training.config import TrainConfig
 from torchdiffusion.io.runs import checkpoints_of
 from torchdiffusion.training.run import prepare_run
 
-from conftest import tiny_model_config
+from helpers import tiny_model_config
 
 pytestmark = pytest.mark.faults
 

@@ -16,7 +16,7 @@ from torchdiffusion.denoiser.model import build_denoiser
 from torchdiffusion.pipeline.folders import save_model
 from torchdiffusion.pipeline.pipeline import DiffusionPipeline
 
-from conftest import tiny_model_config
+from helpers import tiny_model_config
 
 pytestmark = pytest.mark.faults
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,

@@ -109,11 +109,11 @@ def scan_text(path: Path) -> list[str]:
 # --- web UI -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
-    models_mod = pytest.importorskip("torchdiffusion.ui.models", reason="the web UI package is not present")
+    import torchdiffusion.ui.models as models_mod
     from torchdiffusion.denoiser.model import build_denoiser
     from torchdiffusion.pipeline.folders import save_model
 
-    from conftest import tiny_model_config
+    from helpers import tiny_model_config
 
     root = tmp_path_factory.mktemp("ui")
     models, outside = root / "models", root / "outside"
@@ -147,7 +147,7 @@ def test_model_names_never_leave_the_models_folder(library, name):
 
 
 def test_serve_binds_to_localhost_by_default():
-    serve_cli = pytest.importorskip("torchdiffusion.cli.serve", reason="the web UI package is not present")
+    import torchdiffusion.cli.serve as serve_cli
     import argparse
 
     parser = argparse.ArgumentParser()
@@ -157,7 +157,7 @@ def test_serve_binds_to_localhost_by_default():
 
 
 def test_request_flood_respects_the_queue_limit():
-    jobs = pytest.importorskip("torchdiffusion.ui.jobs", reason="the web UI package is not present")
+    import torchdiffusion.ui.jobs as jobs
     queue = jobs.RequestQueue(max_waiting=4)
     running, peak_running, served, refused, lock = [0], [0], [0], [0], threading.Lock()
     start = threading.Barrier(120)

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from conftest import tiny_model_config
+from helpers import tiny_model_config
 from torchdiffusion.errors import ConfigError
 from torchdiffusion.diffusion.exact import Gaussian, GaussianMixture
 from torchdiffusion.denoiser.model import build_denoiser

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image, PngImagePlugin
 
-from conftest import tiny_model_config
+from helpers import make_models, tiny_model_config
 from torchdiffusion.errors import ConfigError
 from torchdiffusion.denoiser.model import build_denoiser
 from torchdiffusion.pipeline.folders import save_model
@@ -29,17 +29,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-def make_models(root):
-    """Two random tiny models: unconditional 'tiny' and class-conditional 'tiny-class'."""
-    torch.manual_seed(0)
-    cfg = tiny_model_config()
-    save_model(root / "tiny", build_denoiser(cfg), cfg)
-    cfg = tiny_model_config(num_classes=3)
-    cfg.conditioning, cfg.class_names = "class", ["zero", "one", "two"]
-    save_model(root / "tiny-class", build_denoiser(cfg), cfg)
-    return root
 
 
 @pytest.fixture(scope="module")

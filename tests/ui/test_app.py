@@ -11,19 +11,13 @@ from PIL import Image
 gr = pytest.importorskip("gradio", reason="the web UI needs the 'ui' extra (pip install -e '.[ui]')")
 gradio_client = pytest.importorskip("gradio_client")
 
-from test_ui import make_models  # noqa: E402
+from helpers import free_port, make_models  # noqa: E402
 from torchdiffusion.pipeline.pipeline import DiffusionPipeline  # noqa: E402
 from torchdiffusion.ui.app import launch  # noqa: E402
 from torchdiffusion.ui.backend import Backend  # noqa: E402
 from torchdiffusion.ui.limits import UILimits  # noqa: E402
 from torchdiffusion.ui.models import ModelLibrary  # noqa: E402
 from torchdiffusion.ui.png_info import read_parameters  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

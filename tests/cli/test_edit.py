@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import tiny_model_config
+from helpers import tiny_model_config
 from torchdiffusion.cli.main import main
 from torchdiffusion.denoiser.model import build_denoiser
 from torchdiffusion.pipeline.folders import load_model, save_model

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import tiny_model_config
+from helpers import tiny_model_config
 from torchdiffusion.networks.autoencoder import Autoencoder, AutoencoderConfig
 from torchdiffusion.pipeline.folders import save_autoencoder
 from torchdiffusion.cli.main import main

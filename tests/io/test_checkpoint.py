@@ -9,7 +9,7 @@ from torchdiffusion.denoiser.model import build_denoiser
 from torchdiffusion.pipeline.folders import load_model, save_model
 from torchdiffusion.pipeline.pipeline import DiffusionPipeline
 
-from conftest import tiny_model_config
+from helpers import tiny_model_config
 
 
 def test_save_load_identical_outputs(tmp_path, tiny_config):

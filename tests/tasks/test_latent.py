@@ -4,7 +4,7 @@ in inpainting, A x = y in upscaling, strength 1 = plain generation, walk ends = 
 import pytest
 import torch
 
-from conftest import tiny_model_config
+from helpers import tiny_model_config
 from torchdiffusion.networks.autoencoder import Autoencoder, AutoencoderConfig
 from torchdiffusion.errors import ConfigError
 from torchdiffusion.denoiser.space import LatentSpace

@@ -96,7 +96,7 @@ def test_bad_sigma_and_method():
 
 
 def test_tiled_with_classifier_free_guidance():
-    from conftest import tiny_model_config
+    from helpers import tiny_model_config
     from torchdiffusion.denoiser.model import build_denoiser
     from torchdiffusion.pipeline.pipeline import DiffusionPipeline
 

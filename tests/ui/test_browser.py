@@ -21,8 +21,7 @@ if CHROMIUM is None:
     pytest.skip("no chromium browser: apt-get install -y chromium (Playwright's own browser download is not used)",
                 allow_module_level=True)
 
-from test_ui import make_models  # noqa: E402
-from test_ui_app import free_port  # noqa: E402
+from helpers import free_port, make_models  # noqa: E402
 from torchdiffusion.pipeline.pipeline import DiffusionPipeline  # noqa: E402
 from torchdiffusion.ui.app import launch  # noqa: E402
 from torchdiffusion.ui.backend import Backend  # noqa: E402

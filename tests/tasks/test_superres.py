@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from conftest import tiny_model_config
+from helpers import tiny_model_config
 from torchdiffusion.errors import ConfigError
 from torchdiffusion.diffusion.exact import GaussianMixture
 from torchdiffusion.denoiser.model import build_denoiser

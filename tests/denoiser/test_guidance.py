@@ -7,7 +7,7 @@ from torchdiffusion.denoiser.model import build_denoiser
 from torchdiffusion.pipeline.pipeline import DiffusionPipeline
 from torchdiffusion.sampling.registry import sample_ddim
 
-from conftest import tiny_model_config
+from helpers import tiny_model_config
 
 
 @pytest.fixture

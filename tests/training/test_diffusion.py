@@ -11,7 +11,7 @@ from torchdiffusion.training.diffusion import Trainer
 from torchdiffusion.training.run import prepare_run
 from torchdiffusion.io.runs import checkpoints_of, latest_checkpoint
 
-from conftest import tiny_model_config
+from helpers import tiny_model_config
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from torchdiffusion.networks.text_encoder import TextEmbedding, TextEncoder
 from torchdiffusion.training.config import TrainConfig
 from torchdiffusion.training.run import prepare_run
 
-from conftest import tiny_model_config
+from helpers import tiny_model_config
 
 
 class HashEncoder(TextEncoder):

@@ -14,7 +14,7 @@ from torchdiffusion.errors import TorchDiffusionError
 from torchdiffusion.errors import MissingDependencyError
 from torchdiffusion.networks.text_encoder import TextEmbedding, TextEncoder, cached_encode, minilm_model_path
 
-REFERENCE = Path(__file__).parent / "data" / "minilm_reference.npz"
+REFERENCE = Path(__file__).resolve().parents[1] / "data" / "minilm_reference.npz"
 
 try:
     import tokenizers  # noqa: F401

@@ -10,7 +10,7 @@ from torchdiffusion.evaluation.metrics import EvaluationError
 from torchdiffusion.denoiser.model import build_denoiser
 from torchdiffusion.pipeline.pipeline import DiffusionPipeline
 
-from conftest import tiny_model_config
+from helpers import tiny_model_config
 
 
 @pytest.fixture(autouse=True)
