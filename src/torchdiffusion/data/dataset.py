@@ -8,7 +8,6 @@ the bundled digits; ``load_dataset(PATH)`` reads an image folder (see :mod:`imag
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch

@@ -20,6 +20,8 @@ import torch
 from torch import Tensor, nn
 
 from torchdiffusion.errors import ConfigError
+from torchdiffusion.denoiser.text import prompt_conditions as encode
+from torchdiffusion.denoiser.wrappers import Bound
 
 
 def _cat_cond(cond: dict, uncond: dict) -> dict:
@@ -122,8 +124,6 @@ def class_conditions(config, n: int, class_labels) -> tuple[Tensor | None, Tenso
 
 def prompt_conditions(config, encoder, n: int, prompt, negative_prompt, device) -> tuple[dict, dict]:
     """(cond, uncond) text inputs of ``n`` images: the prompt(s) and the negative prompt(s) (default "")."""
-    from torchdiffusion.denoiser.text import prompt_conditions as encode
-
     if config.conditioning != "text":
         raise ConfigError(f"this model is not text-conditional (conditioning: {config.conditioning}); "
                           "drop the prompt" + (" and give a class label" if config.conditioning == "class" else ""))
@@ -171,7 +171,6 @@ def guided(denoiser, cond: dict | None, uncond: dict | None, guidance_scale: flo
     """D̃(x, σ): ``denoiser`` with its conditions bound — guided by CFG (:class:`CFGDenoiser`)
     when there is an unconditional branch, bound as is when there is only ``cond``, the
     denoiser itself when there is neither. ``extra`` (e.g. an image condition) goes to both branches."""
-    from torchdiffusion.denoiser.wrappers import Bound
 
     extra = {k: v for k, v in (extra or {}).items() if v is not None}
     if cond is None:

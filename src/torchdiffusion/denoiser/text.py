@@ -16,6 +16,9 @@ from torch import Tensor
 
 from torchdiffusion.data.dataset import ImageDataset
 from torchdiffusion.errors import ConfigError, DataError
+from torchdiffusion.networks.text_encoder import MiniLMEncoder
+from torchdiffusion.data.captions import TRAIN_TEMPLATES, _fill
+from torchdiffusion.networks.text_encoder import cached_encode
 
 DEFAULT_ENCODER = {"name": "minilm", "max_length": 32}
 
@@ -25,7 +28,6 @@ def build_text_encoder(spec: dict | None = None, device="cpu"):
     spec = dict(DEFAULT_ENCODER, **(spec or {}))
     if spec["name"] != "minilm":
         raise ConfigError(f"unknown text encoder {spec['name']!r}; available: minilm")
-    from torchdiffusion.networks.text_encoder import MiniLMEncoder
 
     return MiniLMEncoder(max_length=int(spec["max_length"]), device=device)
 
@@ -37,7 +39,6 @@ def caption_choices(ds: ImageDataset) -> tuple[list[str], Tensor]:
     datasets use their own captions, one per image.
     """
     if ds.name == "mnist" and ds.captions is None:
-        from torchdiffusion.data.captions import TRAIN_TEMPLATES, _fill
 
         texts = [[_fill(t, c) for t in TRAIN_TEMPLATES] for c in range(10)]
         unique = sorted({t for row in texts for t in row})
@@ -57,9 +58,7 @@ def caption_choices(ds: ImageDataset) -> tuple[list[str], Tensor]:
 
 class TextConditioner:
     """Embeddings of a dataset's captions, and the batch conditions drawn from them."""
-
     def __init__(self, encoder, dataset: ImageDataset, cache_dir: Path | None = None):
-        from torchdiffusion.networks.text_encoder import cached_encode
 
         self.encoder = encoder
         self.unique, self.choices = caption_choices(dataset)

@@ -31,6 +31,10 @@ from torchdiffusion.data.mnist import MNIST_CLASS_NAMES
 from torchdiffusion.data.dataset import ImageDataset
 from torchdiffusion.errors import ConfigError
 from torchdiffusion.evaluation.metrics import EvaluationError, FeatureStats, compute_stats, fid_from_stats, kid, precision_recall
+from torchdiffusion.evaluation.classifier import classify
+from torchdiffusion.data.captions import TRAIN_TEMPLATES, _fill
+from torchdiffusion.evaluation.features import get_feature_extractor
+from torchdiffusion.pipeline.pipeline import DiffusionPipeline
 
 log = logging.getLogger("torchdiffusion")
 
@@ -117,8 +121,6 @@ def digit_scores(images: torch.Tensor, labels: torch.Tensor | None = None, confi
     """The packaged MNIST classifier's view of generated digits: fraction it labels with
     probability ≥ ``confident`` ("recognizable"); when labels were requested also the accuracy
     (argmax = requested) and the fraction both recognizable and of the requested class."""
-    from torchdiffusion.evaluation.classifier import classify
-
     pred, probs = classify(images)
     sure = probs.max(dim=1).values >= confident
     out = {"recognizable": float(sure.float().mean())}
@@ -153,7 +155,6 @@ def eval_conditions(config, dataset: ImageDataset, n: int, prompt_pool: list[str
         return labels, None, labels if digits and config.unet.num_classes == 10 else None
     if config.conditioning == "text":
         if digits:
-            from torchdiffusion.data.captions import TRAIN_TEMPLATES, _fill
 
             labels = torch.arange(n) % 10
             return None, [_fill(TRAIN_TEMPLATES[0], int(c)) for c in labels], labels
@@ -169,8 +170,6 @@ def evaluate_pipeline(pipe, dataset: ImageDataset, n: int = 2000, features: str 
                       progress: bool = True) -> dict:
     """Generate n images and score them; conditional models are asked for every class/caption
     in turn (class k for image i = i mod K)."""
-    from torchdiffusion.evaluation.features import get_feature_extractor
-
     if n < 8:
         raise ConfigError(f"--n must be ≥ 8, got {n}")
     extractor = get_feature_extractor(default_features(dataset) if features == "auto" else features)
@@ -218,7 +217,6 @@ class TrainingEvaluator:
                  steps: int = 10, sampler: str = "ddim", features: str = "auto", seed: int = 0,
                  guidance_scale: float = 2.0, prompt_pool: list[str] | None = None, resume_step: int = 0,
                  batch_size: int = 256):
-        from torchdiffusion.evaluation.features import get_feature_extractor
 
         if every < 1:
             raise ConfigError(f"--eval-every must be ≥ 1 (0 turns evaluation off), got {every}")
@@ -327,7 +325,6 @@ class TrainingEvaluator:
         if make is not None:  # a latent trainer's pipeline also holds its VAE
             pipe = make()
         else:
-            from torchdiffusion.pipeline.pipeline import DiffusionPipeline
 
             pipe = DiffusionPipeline(trainer._ema_denoiser(), trainer.model_config)
         text = getattr(trainer, "text", None)

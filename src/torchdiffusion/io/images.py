@@ -86,8 +86,6 @@ def _read(item, name: str, mode: str | None = None):
 
 
 def _pil_to_tensor(img, channels: int | None) -> Tensor:
-    from torchdiffusion.io.images import from_pil
-
     if channels is None:
         channels = 1 if img.mode in ("L", "1", "I", "I;16", "F", "LA") else 3
     return from_pil(img, channels)

@@ -25,7 +25,6 @@ after training and stored here in the config) scales latents to unit variance fo
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F

@@ -13,9 +13,8 @@ Models Beat GANs on Image Synthesis", §3 and openai/guided-diffusion ``unet.py`
 """
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F

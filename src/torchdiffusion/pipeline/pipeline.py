@@ -31,6 +31,7 @@ from torchdiffusion.io.images import save_grid, to_pil
 from torchdiffusion.pipeline.folders import load_components, save_model, save_pipeline
 from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, resolve_sampler
 from torchdiffusion.sampling.seeds import initial_noise, seeded_generators
+from torchdiffusion.denoiser import text as text_conditioning  # looked up at call time: tests swap the encoder
 
 
 def check_generate_args(n, steps, seed, batch_size, sampler, guidance_scale, guidance_rescale) -> None:
@@ -59,7 +60,6 @@ class DiffusionPipeline:
     ``space``: a :class:`PixelSpace` (default), a :class:`LatentSpace`, or an autoencoder (wrapped
     into a :class:`LatentSpace`). ``text_encoder`` is loaded on first use for text models.
     """
-
     def __init__(self, denoiser: Denoiser, config: ModelConfig, space=None, text_encoder=None):
         if space is None:
             space = PixelSpace()
@@ -74,9 +74,8 @@ class DiffusionPipeline:
 
     def _encoder(self):
         if self.text_encoder is None:
-            from torchdiffusion.denoiser.text import build_text_encoder
 
-            self.text_encoder = build_text_encoder(self.config.text_encoder)
+            self.text_encoder = text_conditioning.build_text_encoder(self.config.text_encoder)
         return self.text_encoder
 
     # --- folders -------------------------------------------------------------------------

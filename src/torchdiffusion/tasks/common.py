@@ -19,7 +19,6 @@ Latent Diffusion Models", §4.3 and App. for inpainting/img2img in latent space)
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from torchdiffusion.sampling.grids import check_sigma, strength_to_sigma
 from torchdiffusion.sampling.grids import task_sigmas as grid_task_sigmas
 from torchdiffusion.sampling.registry import resolve_sampler
 from torchdiffusion.sampling.seeds import initial_noise, seeded_generators
+from torchdiffusion.sampling import registry as samplers
 
 Counter = CountingDenoiser  # the tasks' name for it
 generators = seeded_generators  # image i uses seed + i, as in generation
@@ -100,8 +100,6 @@ def model_size(pipe) -> int | None:
 
 def run_sampler(sampler: str, denoiser, x: Tensor, sigmas: Tensor, gens, sampler_kwargs: dict | None = None) -> Tensor:
     """One of our samplers by name on ``sigmas`` from ``x``."""
-    from torchdiffusion.sampling import registry as samplers
-
     spec = samplers.resolve_sampler(sampler)
     return spec(denoiser, x, sigmas, generator=gens, **(sampler_kwargs or {}))
 

@@ -27,6 +27,7 @@ from torchdiffusion.errors import ConfigError
 from torchdiffusion.tasks.common import (Counter, TaskResult, Wrapper, conditioned, generators, image_condition, model_channels, noise, resolve, run_sampler, space_of, task_sigmas)
 from torchdiffusion.io.images import as_images
 from torchdiffusion.tasks.inversion import invert, reconstruct
+from torchdiffusion.io.images import save_grid, to_pil
 
 
 def slerp(a: Tensor, b: Tensor, t: float | Tensor) -> Tensor:
@@ -50,7 +51,6 @@ def _ts(frames: int) -> Tensor:
 
 class MixedDenoiser(Wrapper):
     """D_t(x, σ) = (1 - t) D_a(x, σ) + t D_b(x, σ), t per sample."""
-
     def __init__(self, d_a, d_b, t: Tensor):
         super().__init__(d_a)
         self.d_b, self.t = d_b, t
@@ -138,7 +138,6 @@ def save_frames(frames: Tensor, path: str | Path, *, strip: str | Path | None = 
     with ``strip``, as a one-row PNG strip. ``boomerang`` plays forth and back."""
     from PIL import Image
 
-    from torchdiffusion.io.images import save_grid, to_pil
 
     path = Path(path)
     suffix = path.suffix.lower()

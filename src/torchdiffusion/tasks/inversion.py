@@ -29,6 +29,7 @@ from torch import Tensor
 from torchdiffusion.errors import ConfigError
 from torchdiffusion.tasks.common import (Counter, TaskResult, conditioned, image_condition, model_channels, model_size, resolve, space_of, task_sigmas)
 from torchdiffusion.io.images import as_images, check_size
+from torchdiffusion.sampling.registry import sample_ddim
 
 
 def _full(x: Tensor, sigma: float) -> Tensor:
@@ -88,8 +89,6 @@ def invert(model, images, *, steps: int = 50, fixed_point_iters: int = 0, class_
 def reconstruct(model, latents: Tensor, sigmas: Tensor, *, class_labels=None, prompt=None,
                 guidance_scale: float = 1.0) -> TaskResult:
     """Decode DDIM latents with DDIM (η = 0) on ``sigmas`` (the grid :func:`invert` used)."""
-    from torchdiffusion.sampling.registry import sample_ddim
-
     denoiser, pipe = resolve(model)
     dev = pipe.device if pipe is not None else torch.device("cpu")
     d = Counter(conditioned(denoiser, pipe, latents.shape[0], class_labels, prompt, guidance_scale=guidance_scale))

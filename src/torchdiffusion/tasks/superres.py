@@ -40,6 +40,7 @@ from torchdiffusion.denoiser.image_conditions import downsample, sr_cond_image, 
 from torchdiffusion.errors import ConfigError
 from torchdiffusion.tasks.common import (Counter, TaskResult, Wrapper, conditioned, generators, image_condition, model_channels, model_size, noise, resolve, run_sampler, space_of, task_sigmas)
 from torchdiffusion.io.images import as_images
+from torchdiffusion.tasks.img2img import img2img
 
 
 class ProjectionDenoiser(Wrapper):
@@ -121,7 +122,6 @@ def upscale(model, lowres, factor: int | None = None, *, steps: int = 50, sample
         raise ConfigError(f"aug_level must be in [0, {cfg.get('aug_max', 1.0)}] (the levels the model was trained "
                           f"on), got {aug_level}")
     if method == "sdedit":
-        from torchdiffusion.tasks.img2img import img2img
 
         r = img2img(pipe if pipe is not None else denoiser, upsample_bicubic(y, factor).clamp(-1, 1), strength,
                     steps=steps, sampler=sampler, seed=seed, class_labels=class_labels, prompt=prompt,

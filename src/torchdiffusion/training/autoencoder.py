@@ -38,7 +38,7 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -61,6 +61,7 @@ from torchdiffusion.data.dataset import split_holdout
 from torchdiffusion.networks.discriminator import PatchDiscriminator
 from torchdiffusion.evaluation.evaluate import evaluate_reconstruction, reconstruct
 from torchdiffusion.training.optim import load_optimizer, optimizer_tensors
+from torchdiffusion.denoiser.space import latent_scale_factor
 
 log = logging.getLogger("torchdiffusion")
 LOG_FIELDS = ["step", "elapsed_s", "rec_loss", "kl", "g_loss", "d_loss", "gan_weight", "images_per_s"]
@@ -106,7 +107,6 @@ def load_vae_data(cfg: VAETrainConfig, model_config: AutoencoderConfig) -> tuple
 # --- the trainer -------------------------------------------------------------------------
 class VAETrainer:
     """Holds the state of a train-vae run; :meth:`train` runs the loop."""
-
     def __init__(self, model_config: AutoencoderConfig, cfg: VAETrainConfig,
                  data: tuple[ImageDataset, ImageDataset] | None = None):
         cfg.validate()
@@ -254,8 +254,6 @@ class VAETrainer:
 
     def export(self) -> Path:
         """Write ``OUT/vae/`` with the scale factor measured on the training images."""
-        from torchdiffusion.denoiser.space import latent_scale_factor
-
         self.model.eval()
         n = min(self.cfg.scale_images, len(self.train_set))
         idx = torch.randperm(len(self.train_set), generator=torch.Generator().manual_seed(self.cfg.seed))[:n]

@@ -2,7 +2,7 @@
 and :class:`VAETrainConfig` (autoencoder)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 from torchdiffusion.denoiser.losses import WEIGHTINGS
 from torchdiffusion.errors import ConfigError

@@ -16,10 +16,8 @@ import contextlib
 import csv
 import logging
 import math
-import os
-import re
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -43,6 +41,11 @@ from torchdiffusion.denoiser.losses import WEIGHTINGS, diffusion_loss
 from torchdiffusion.denoiser.model import ModelConfig, build_denoiser
 from torchdiffusion.pipeline.folders import save_model
 from torchdiffusion.pipeline.pipeline import DiffusionPipeline
+from torchdiffusion.denoiser import text as text_conditioning  # looked up at call time: tests swap the encoder
+from torchdiffusion.training.previews import sample_grid
+from torchdiffusion.data.captions import TRAIN_TEMPLATES, _fill
+from torchdiffusion.diffusion.parameterization import Denoiser
+from torchdiffusion.evaluation.evaluate import TrainingEvaluator
 
 log = logging.getLogger("torchdiffusion")
 LOG_FIELDS = ["step", "elapsed_s", "loss", "lr", "grad_norm", "images_per_s", "nan_skipped"]
@@ -82,9 +85,9 @@ class Trainer:
                               f"model expects {u.in_channels}×{u.image_size}×{u.image_size}")
         self.text = None
         if model_config.conditioning == "text":
-            from torchdiffusion.denoiser.text import TextConditioner, build_text_encoder
 
-            self.text = TextConditioner(build_text_encoder(model_config.text_encoder), ds, cache_dir=self.out)
+            self.text = text_conditioning.TextConditioner(text_conditioning.build_text_encoder(model_config.text_encoder), ds,
+                                                         cache_dir=self.out)
         torch.manual_seed(train_config.seed)
         self.denoiser = build_denoiser(model_config).to(self.device)
         self.network = self.denoiser.network
@@ -235,7 +238,6 @@ class Trainer:
 
     def sample_grid(self, path: Path, n: int, steps: int) -> Path:
         if self.model_config.image_condition:  # inpaint / superres: rows of (input, output, truth)
-            from torchdiffusion.training.previews import sample_grid
             return sample_grid(self, path, n, steps)
         pipe = self.make_pipeline()
         labels = prompts = None
@@ -247,7 +249,6 @@ class Trainer:
             nrow = k
         elif self.text is not None:  # a few of the training captions, one per column
             if self.dataset.name == "mnist":
-                from torchdiffusion.data.captions import TRAIN_TEMPLATES, _fill
 
                 prompts = [_fill(TRAIN_TEMPLATES[0], c) for c in range(10)]
             else:
@@ -261,8 +262,6 @@ class Trainer:
         return save_grid(images, path, nrow=nrow, scale=2 if self.model_config.unet.image_size <= 32 else 1)
 
     def _ema_denoiser(self):
-        from torchdiffusion.diffusion.parameterization import Denoiser
-
         return Denoiser(self.ema.model, self.denoiser.schedule, self.model_config.parameterization)
 
     def _budget_done(self) -> bool:
@@ -298,7 +297,6 @@ class Trainer:
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
             log_fh, writer = self._open_log()
-        from torchdiffusion.evaluation.evaluate import TrainingEvaluator
 
         evaluator = TrainingEvaluator.for_trainer(self) if main else None  # OUT/eval.csv, or None when off
         bar = tqdm(total=cfg.steps, initial=self.step, desc="training", unit="step",

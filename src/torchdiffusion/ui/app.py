@@ -22,6 +22,7 @@ from torchdiffusion.errors import TorchDiffusionError
 from torchdiffusion.ui.backend import Backend, GenerateRequest, enlarge, familiar_sampler_names, random_seed
 from torchdiffusion.ui.jobs import Cancelled
 from torchdiffusion.ui.png_info import format_parameters, read_parameters
+from torchdiffusion.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -332,7 +333,6 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
             def inpaint_run(req, extra, cb, tok):
                 path, editor, r = extra
                 if not editor or editor.get("background") is None:
-                    from torchdiffusion.errors import ConfigError
                     raise ConfigError("inpaint: upload an image first")
                 layers = editor.get("layers") or []
                 mask = layers[0] if layers else None

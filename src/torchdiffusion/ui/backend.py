@@ -31,6 +31,16 @@ from torchdiffusion.ui.jobs import CancelToken, RequestQueue
 from torchdiffusion.ui.limits import UILimits
 from torchdiffusion.ui.models import ModelLibrary
 from torchdiffusion.ui.png_info import GenerationParams, read_parameters, save_png
+from torchdiffusion.sampling.registry import SAMPLER_REGISTRY, SAMPLERS
+from torchdiffusion.io.images import make_grid
+from torchdiffusion.sampling.registry import resolve_sampler
+from torchdiffusion.io.images import from_pil
+from torchdiffusion.tasks import img2img
+from torchdiffusion.tasks import inpaint
+from torchdiffusion.tasks import upscale
+from torchdiffusion.tasks import upsample_bicubic
+from torchdiffusion.tasks import denoise
+from torchdiffusion.tasks import interpolate_seeds, save_frames
 
 MAX_SEED = 2**32 - 1
 PREVIEW_SIDE = 256  # previews and shown images are enlarged (nearest) to about this size
@@ -38,8 +48,6 @@ PREVIEW_SIDE = 256  # previews and shown images are enlarged (nearest) to about 
 
 def familiar_sampler_names() -> list[str]:
     """The sampler names users know from web UIs, in the registry's order."""
-    from torchdiffusion.sampling.registry import SAMPLER_REGISTRY, SAMPLERS
-
     return [k for k, spec in SAMPLER_REGISTRY.items() if k == spec.name and k not in SAMPLERS]
 
 
@@ -78,8 +86,6 @@ def enlarge(img: Image.Image, side: int = PREVIEW_SIDE) -> Image.Image:
 
 def preview_image(denoised: torch.Tensor) -> Image.Image:
     """x̂₀ of a batch as one row, enlarged for display."""
-    from torchdiffusion.io.images import make_grid
-
     x = denoised.detach().float().cpu().clamp(-1, 1)
     return enlarge(to_pil(make_grid(x, nrow=x.shape[0])[None])[0], PREVIEW_SIDE * min(x.shape[0], 4))
 
@@ -133,7 +139,6 @@ class Backend:
         info = self.model_info(req.model)
         steps = self.limits.check_steps(req.steps)
         n = self.limits.check_batch(req.batch_size)
-        from torchdiffusion.sampling.registry import resolve_sampler
 
         spec = resolve_sampler(req.sampler)
         try:
@@ -343,7 +348,6 @@ class Backend:
         return res, p, dt
 
     def _input(self, upload, info: dict, name: str, size: tuple[int, int] | None = None) -> torch.Tensor:
-        from torchdiffusion.io.images import from_pil
 
         img = self.fit(self.load_upload(upload, name, info["channels"]), size or info["size"])
         return from_pil(img, info["channels"])[None]
@@ -357,8 +361,6 @@ class Backend:
 
     def img2img(self, req: GenerateRequest, image, strength: float, on_progress=None, token=None) -> Result:
         """SDEdit the uploaded ``image`` at ``strength`` (see :mod:`torchdiffusion.tasks.img2img`)."""
-        from torchdiffusion.tasks import img2img
-
         req, info, cond = self._task_request(req)
         x = self._input(image, info, "img2img image")
         s = _unit("strength", strength)
@@ -369,8 +371,6 @@ class Backend:
 
     def inpaint(self, req: GenerateRequest, image, mask, resample: int = 1, on_progress=None, token=None) -> Result:
         """Fill the painted (``mask`` > 0) pixels of ``image`` (see :mod:`torchdiffusion.tasks.inpaint`)."""
-        from torchdiffusion.tasks import inpaint
-
         req, info, cond = self._task_request(req)
         x = self._input(image, info, "inpaint image")
         m = self.mask_tensor(mask, info["size"])
@@ -400,8 +400,6 @@ class Backend:
 
     def upscale(self, req: GenerateRequest, image, factor: int, on_progress=None, token=None) -> Result:
         """Super-resolve the upload, first fit to (model size / ``factor``), by ``factor``."""
-        from torchdiffusion.tasks import upscale
-
         req, info, cond = self._task_request(req)
         factor = int(factor)
         w, h = info["size"]
@@ -412,8 +410,6 @@ class Backend:
         res, p, dt = self._run_task("upscale", upscale, req, info, on_progress, token, req.steps,
                                     {"Upscale factor": factor}, lowres=x, factor=factor, steps=req.steps,
                                     sampler=req.sampler, seed=req.seed, guidance_scale=req.guidance_scale, **cond)
-        from torchdiffusion.io.images import from_pil
-        from torchdiffusion.tasks import upsample_bicubic
 
         out = self._finish("upscale", res, p, dt)
         out.info["bicubic"] = to_pil(upsample_bicubic(x, factor))[0]
@@ -423,7 +419,6 @@ class Backend:
     def denoise(self, req: GenerateRequest, image, sigma: float, method: str = "mean", on_progress=None,
                 token=None) -> Result:
         """Denoise the upload with noise std ``sigma`` in [-1, 1] units (0: estimate it)."""
-        from torchdiffusion.tasks import denoise
 
         if method not in ("mean", "sample"):
             raise ConfigError(f"denoise method must be 'mean' or 'sample', got {method!r}")
@@ -442,8 +437,6 @@ class Backend:
     def interpolate(self, req: GenerateRequest, seed_b: int, frames: int, on_progress=None, token=None) -> Result:
         """``frames`` images along the slerp between the noises of ``req.seed`` and ``seed_b``;
         ``info['gif']`` is the animation."""
-        from torchdiffusion.tasks import interpolate_seeds, save_frames
-
         req, info, cond = self._task_request(req)
         cond.pop("negative_prompt", None)
         frames = self.limits.check_frames(frames)

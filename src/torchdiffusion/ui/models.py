@@ -14,6 +14,8 @@ from collections import OrderedDict
 from pathlib import Path
 
 from torchdiffusion.errors import CheckpointError, ConfigError, TorchDiffusionError
+from torchdiffusion.io.runs import find_model_folder
+from torchdiffusion.pipeline.pipeline import DiffusionPipeline
 
 
 class ModelLibrary:
@@ -44,8 +46,6 @@ class ModelLibrary:
 
     def names(self) -> list[str]:
         """Model folders directly inside the models folder (and the folder itself if it is one)."""
-        from torchdiffusion.io.runs import find_model_folder
-
         found = []
         candidates = [self.root] + sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
         for p in candidates:
@@ -61,8 +61,6 @@ class ModelLibrary:
 
     def resolve(self, name: str) -> Path:
         """The folder of model ``name``, refusing anything outside the models folder."""
-        from torchdiffusion.io.runs import find_model_folder
-
         if not isinstance(name, str) or not name.strip():
             raise ConfigError("no model chosen: pick one in the model list")
         rel = Path(name.strip())
@@ -80,8 +78,6 @@ class ModelLibrary:
 
     def get(self, name: str):
         """The :class:`~torchdiffusion.pipeline.DiffusionPipeline` of model ``name`` (cached)."""
-        from torchdiffusion.pipeline.pipeline import DiffusionPipeline
-
         path = self.resolve(name)
         key = str(path)
         with self._lock:
@@ -96,8 +92,6 @@ class ModelLibrary:
 
     def model_hash(self, name: str) -> str:
         """AUTOMATIC1111's "Model hash": the first 10 hex digits of the weights' SHA-256."""
-        from torchdiffusion.io.runs import find_model_folder
-
         folder, weights = find_model_folder(self.resolve(name))
         f = folder / f"{weights}.safetensors"
         if f not in self._hashes:

@@ -24,6 +24,7 @@ from pathlib import Path
 from PIL import Image, PngImagePlugin
 
 from torchdiffusion.errors import ConfigError
+from torchdiffusion.io.images import save_image
 
 PNG_KEY = "parameters"
 NEGATIVE = "Negative prompt:"
@@ -168,8 +169,6 @@ def pnginfo_for(p: GenerationParams) -> PngImagePlugin.PngInfo:
 
 def save_png(img: Image.Image, path: str | Path, p: GenerationParams) -> Path:
     """Write ``img`` as a PNG carrying ``p`` (atomically: temp file + rename)."""
-    from torchdiffusion.io.images import save_image
-
     return save_image(img, Path(path), pnginfo=pnginfo_for(p))
 
 
