@@ -7,12 +7,13 @@ import argparse
 import time
 from pathlib import Path
 
+from torchdiffusion.sampling.registry import DEFAULT_SAMPLER, DEFAULT_STEPS
 from torchdiffusion.errors import ConfigError
 
 _FMT = argparse.ArgumentDefaultsHelpFormatter
 
 
-def _common(p, sampler: str = "ddim", steps: int = 50) -> None:
+def _common(p, sampler: str = DEFAULT_SAMPLER, steps: int = DEFAULT_STEPS) -> None:
     p.add_argument("--checkpoint", required=True, help="a model folder, a training run folder or a checkpoint folder")
     p.add_argument("--steps", type=int, default=steps, help="sampler steps (the NFE does not depend on strength etc.)")
     p.add_argument("--sampler", default=sampler, help="sampler name (DDIM, 'DPM++ 2M Karras', ABM, ddpm, …)")

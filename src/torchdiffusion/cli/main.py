@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS
 from torchdiffusion.training import distributed
 from torchdiffusion.cli.edit import add_task_commands
 from torchdiffusion.errors import TorchDiffusionError
@@ -202,8 +203,8 @@ def _add_sample(sub) -> None:
                                    "(and optionally one PNG per image).")
     p.add_argument("--checkpoint", required=True, help="a model folder, a training run folder or a checkpoint folder")
     p.add_argument("--n", type=int, default=64, help="number of images")
-    p.add_argument("--steps", type=int, default=50, help="sampler steps")
-    p.add_argument("--sampler", default="ddim", help="sampler name (see `torchdiffusion samplers`)")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="sampler steps")
+    p.add_argument("--sampler", default=DEFAULT_SAMPLER, help="sampler name (see `torchdiffusion samplers`)")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed+i, whatever the batch size")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--class", dest="class_label", default=None,
@@ -211,7 +212,7 @@ def _add_sample(sub) -> None:
                         "model) = rows of every class")
     p.add_argument("--prompt", default=None, help="text prompt for a text-conditional model")
     p.add_argument("--negative-prompt", default=None, help="what to steer away from (replaces the empty prompt in CFG)")
-    p.add_argument("--guidance-scale", type=float, default=2.0,
+    p.add_argument("--guidance-scale", type=float, default=DEFAULT_GUIDANCE,
                    help="classifier-free guidance scale w (1 = no guidance; used with --class)")
     p.add_argument("--guidance-rescale", type=float, default=0.0, help="guidance rescale φ in [0, 1]")
     p.add_argument("--out", default="samples.png", help="grid PNG to write")
@@ -282,9 +283,9 @@ def _add_eval(sub) -> None:
     p.add_argument("--n", type=int, default=2000, help="number of generated (and reference) images")
     p.add_argument("--features", choices=("mnist", "inception"), default="mnist",
                    help="mnist: fast MNIST-classifier features; inception: the TF Inception-v3 FID network")
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--sampler", default="ddim")
-    p.add_argument("--guidance-scale", type=float, default=2.0, help="for conditional models")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    p.add_argument("--sampler", default=DEFAULT_SAMPLER)
+    p.add_argument("--guidance-scale", type=float, default=DEFAULT_GUIDANCE, help="for conditional models")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--json", default=None, help="also write the results to this JSON file")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER
 from torchdiffusion.evaluation.metrics import psnr, ssim
 from torchdiffusion.networks.autoencoder import Autoencoder
 
@@ -166,7 +167,7 @@ def eval_conditions(config, dataset: ImageDataset, n: int, prompt_pool: list[str
 
 
 def evaluate_pipeline(pipe, dataset: ImageDataset, n: int = 2000, features: str = "mnist", steps: int = 50,
-                      sampler: str = "ddim", seed: int = 0, guidance_scale: float = 2.0, batch_size: int = 256,
+                      sampler: str = DEFAULT_SAMPLER, seed: int = 0, guidance_scale: float = DEFAULT_GUIDANCE, batch_size: int = 256,
                       progress: bool = True) -> dict:
     """Generate n images and score them; conditional models are asked for every class/caption
     in turn (class k for image i = i mod K)."""
@@ -214,8 +215,8 @@ class TrainingEvaluator:
     """
 
     def __init__(self, out_dir: str | Path, model_config, dataset: ImageDataset, every: int, n: int = 256,
-                 steps: int = 10, sampler: str = "ddim", features: str = "auto", seed: int = 0,
-                 guidance_scale: float = 2.0, prompt_pool: list[str] | None = None, resume_step: int = 0,
+                 steps: int = 10, sampler: str = DEFAULT_SAMPLER, features: str = "auto", seed: int = 0,
+                 guidance_scale: float = DEFAULT_GUIDANCE, prompt_pool: list[str] | None = None, resume_step: int = 0,
                  batch_size: int = 256):
 
         if every < 1:

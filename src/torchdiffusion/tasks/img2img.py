@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import torch
 
+from torchdiffusion.sampling.registry import DEFAULT_SAMPLER
 from torchdiffusion.tasks.common import (Counter, TaskResult, check_strength, conditioned, generators, model_channels, model_size, noise, resolve, run_sampler, space_of, strength_to_sigma, task_sigmas, image_condition)
 from torchdiffusion.io.images import as_images, check_size
 from torchdiffusion.errors import ConfigError
 
 
 @torch.no_grad()
-def img2img(model, images, strength: float = 0.5, *, steps: int = 50, sampler: str = "ddim", seed: int = 0,
+def img2img(model, images, strength: float = 0.5, *, steps: int = 50, sampler: str = DEFAULT_SAMPLER, seed: int = 0,
             class_labels=None, prompt=None, negative_prompt=None, guidance_scale: float = 1.0,
             sampler_kwargs: dict | None = None) -> TaskResult:
     """SDEdit ``images`` (N, C, H, W in [-1, 1], model size) at ``strength``; see the module

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from torchdiffusion.sampling.registry import DEFAULT_SAMPLER
 from torchdiffusion.errors import ConfigError
 from torchdiffusion.tasks.common import (Counter, TaskResult, Wrapper, conditioned, generators, image_condition, model_channels, noise, resolve, run_sampler, space_of, task_sigmas)
 from torchdiffusion.io.images import as_images
@@ -67,7 +68,7 @@ def _check_plain(pipe) -> None:
 
 
 @torch.no_grad()
-def interpolate_seeds(model, seed_a: int, seed_b: int, frames: int = 8, *, steps: int = 50, sampler: str = "ddim",
+def interpolate_seeds(model, seed_a: int, seed_b: int, frames: int = 8, *, steps: int = 50, sampler: str = DEFAULT_SAMPLER,
                       class_labels=None, prompt=None, guidance_scale: float = 1.0) -> TaskResult:
     """``frames`` images along the slerp from seed_a's noise to seed_b's (ends are the
     images :meth:`DiffusionPipeline.generate` gives for those seeds with a deterministic sampler)."""
@@ -111,7 +112,7 @@ def interpolate_images(model, image_a, image_b, frames: int = 8, *, steps: int =
 
 @torch.no_grad()
 def interpolate_conditions(model, cond_a: dict, cond_b: dict, frames: int = 8, *, seed: int = 0, steps: int = 50,
-                           sampler: str = "ddim", guidance_scale: float = 1.0) -> TaskResult:
+                           sampler: str = DEFAULT_SAMPLER, guidance_scale: float = 1.0) -> TaskResult:
     """``frames`` images from one seed's noise between two conditions, each a dict with
     ``class_labels`` or ``prompt`` (and optionally ``negative_prompt``)."""
     denoiser, pipe = resolve(model)

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from torchdiffusion.sampling.registry import DEFAULT_SAMPLER
 from torchdiffusion.denoiser.image_conditions import downsample, sr_cond_image, upsample_bicubic, upsample_nearest
 from torchdiffusion.errors import ConfigError
 from torchdiffusion.tasks.common import (Counter, TaskResult, Wrapper, conditioned, generators, image_condition, model_channels, model_size, noise, resolve, run_sampler, space_of, task_sigmas)
@@ -70,7 +71,7 @@ def project_in_range(x: Tensor, lowres: Tensor, factor: int, iters: int = 100) -
 
 
 @torch.no_grad()
-def upscale(model, lowres, factor: int | None = None, *, steps: int = 50, sampler: str = "ddim", seed: int = 0,
+def upscale(model, lowres, factor: int | None = None, *, steps: int = 50, sampler: str = DEFAULT_SAMPLER, seed: int = 0,
             method: str = "auto", aug_level: float = 0.0, strength: float = 0.5, class_labels=None, prompt=None,
             guidance_scale: float = 1.0, sampler_kwargs: dict | None = None) -> TaskResult:
     """Super-resolve ``lowres`` (N, C, h, w in [-1, 1]) by ``factor`` to the model's size.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER
 from torchdiffusion.denoiser.losses import WEIGHTINGS
 from torchdiffusion.errors import ConfigError
 
@@ -36,9 +37,9 @@ class TrainConfig:
     log_every: int = 10
     sample_n: int = 64
     sample_steps: int = 25
-    sampler: str = "ddim"
+    sampler: str = DEFAULT_SAMPLER
     final_steps: int = 50
-    sample_guidance_scale: float = 2.0
+    sample_guidance_scale: float = DEFAULT_GUIDANCE
     # FID/KID (+ class accuracy) of the EMA model to OUT/eval.csv every eval_every steps (see
     # evaluation.TrainingEvaluator); None: every 1000 steps for digit data, off otherwise; 0: off
     eval_every: int | None = None

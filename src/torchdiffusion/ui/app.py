@@ -18,6 +18,7 @@ import queue
 import threading
 import time
 
+from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER
 from torchdiffusion.errors import TorchDiffusionError
 from torchdiffusion.ui.backend import Backend, GenerateRequest, enlarge, familiar_sampler_names, random_seed
 from torchdiffusion.ui.jobs import Cancelled
@@ -140,10 +141,10 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
 
         def sampling_controls(prefix: str, steps: int = 30, seed: bool = True):
             with gr.Row():
-                sampler = gr.Dropdown(samplers, value="DPM++ 2M Karras", label="Sampler", elem_id=f"{prefix}-sampler")
+                sampler = gr.Dropdown(samplers, value=DEFAULT_SAMPLER, label="Sampler", elem_id=f"{prefix}-sampler")
                 steps_c = gr.Slider(1, lim.max_steps, value=min(steps, lim.max_steps), step=1,
                                     label=f"Steps (≤ {lim.max_steps})", elem_id=f"{prefix}-steps")
-                cfg = gr.Slider(0, 15, value=2.0, step=0.5, label="Guidance scale (CFG)", elem_id=f"{prefix}-cfg")
+                cfg = gr.Slider(0, 15, value=DEFAULT_GUIDANCE, step=0.5, label="Guidance scale (CFG)", elem_id=f"{prefix}-cfg")
             seed_c = None
             if seed:
                 with gr.Row():

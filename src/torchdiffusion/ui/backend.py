@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS
 from torchdiffusion import __version__
 from torchdiffusion.errors import ConfigError
 from torchdiffusion.io.images import to_pil
@@ -61,9 +62,9 @@ class GenerateRequest:
     prompt: str = ""
     negative_prompt: str = ""
     class_label: str | None = None
-    sampler: str = "DPM++ 2M Karras"
-    steps: int = 30
-    guidance_scale: float = 2.0
+    sampler: str = DEFAULT_SAMPLER
+    steps: int = DEFAULT_STEPS
+    guidance_scale: float = DEFAULT_GUIDANCE
     guidance_rescale: float = 0.0
     seed: int = -1  # -1: a random seed (recorded in the PNGs)
     batch_size: int = 1
