@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from torchdiffusion.denoiser.guidance import class_conditions, class_index, conditions, guided, prompt_conditions
+from torchdiffusion.denoiser.guidance import class_index, conditions, guided
 from torchdiffusion.denoiser.model import ModelConfig
 from torchdiffusion.denoiser.space import LatentSpace, PixelSpace, check_unet_matches_vae
 from torchdiffusion.denoiser.wrappers import CountingDenoiser
@@ -146,13 +146,6 @@ class DiffusionPipeline:
     def class_index(self, label: int | str) -> int:
         """A class label given as an index or a class name → its index, checked against the model."""
         return class_index(self.config, label)
-
-    def _prompt_conditions(self, n: int, prompt, negative_prompt) -> tuple[dict, dict]:
-        return prompt_conditions(self.config, self._encoder(), n, prompt, negative_prompt, self.device)
-
-    def _conditions(self, n: int, class_labels) -> tuple[Tensor | None, Tensor | None]:
-        """Per-sample (cond, uncond) class tensors, or (None, None) for an unconditional model."""
-        return class_conditions(self.config, n, class_labels)
 
     def conditions(self, n: int, class_labels=None, prompt=None, negative_prompt=None,
                    default_class: bool = True) -> tuple[dict | None, dict | None]:

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from torchdiffusion.denoiser.guidance import guided
 from torchdiffusion.denoiser.space import PixelSpace
-from torchdiffusion.denoiser.wrappers import Bound, CountingDenoiser
+from torchdiffusion.denoiser.wrappers import Bound
 from torchdiffusion.denoiser.wrappers import DenoiserWrapper as Wrapper  # forwards sigma_min/sigma_max/schedule
 from torchdiffusion.errors import ConfigError
 from torchdiffusion.io.images import as_images, as_mask, check_size
@@ -35,11 +35,7 @@ from torchdiffusion.pipeline import DiffusionPipeline
 from torchdiffusion.sampling.grids import check_sigma, strength_to_sigma
 from torchdiffusion.sampling.grids import task_sigmas as grid_task_sigmas
 from torchdiffusion.sampling.registry import resolve_sampler
-from torchdiffusion.sampling.seeds import initial_noise, seeded_generators
-from torchdiffusion.sampling import registry as samplers
 
-Counter = CountingDenoiser  # the tasks' name for it
-generators = seeded_generators  # image i uses seed + i, as in generation
 
 
 @dataclass
@@ -100,7 +96,7 @@ def model_size(pipe) -> int | None:
 
 def run_sampler(sampler: str, denoiser, x: Tensor, sigmas: Tensor, gens, sampler_kwargs: dict | None = None) -> Tensor:
     """One of our samplers by name on ``sigmas`` from ``x``."""
-    spec = samplers.resolve_sampler(sampler)
+    spec = resolve_sampler(sampler)
     return spec(denoiser, x, sigmas, generator=gens, **(sampler_kwargs or {}))
 
 
@@ -126,11 +122,6 @@ def device_of(denoiser, pipe) -> torch.device:
 def space_of(pipe):
     """The model's space (:class:`~torchdiffusion.denoiser.space.PixelSpace` for a bare denoiser)."""
     return PixelSpace() if pipe is None else pipe.space
-
-
-def noise(shape: tuple[int, ...], gens: list[torch.Generator]) -> Tensor:
-    """Standard normal (N, *shape) drawn per image from its generator (CPU)."""
-    return initial_noise(shape, gens)
 
 
 def task_sigmas(denoiser, pipe, sampler: str, steps: int, sigma_start: float | None = None) -> Tensor:

@@ -37,7 +37,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from torchdiffusion.errors import ConfigError
-from torchdiffusion.tasks.common import (Counter, TaskResult, Wrapper, check_sigma, conditioned, generators, model_channels, model_size, noise, resolve, run_sampler, space_of, task_sigmas)
+from torchdiffusion.denoiser.wrappers import CountingDenoiser
+from torchdiffusion.sampling.seeds import initial_noise, seeded_generators
+from torchdiffusion.tasks.common import (TaskResult, Wrapper, check_sigma, conditioned, model_channels, model_size, resolve, run_sampler, space_of, task_sigmas)
 from torchdiffusion.io.images import as_images, check_size
 
 
@@ -154,7 +156,7 @@ def denoise(model, images, sigma: float | None = None, *, method: str = "mean", 
     sigma = check_sigma(denoiser, sigma, "sigma (the noise level of the image)")
     dev = pipe.device if pipe is not None else y.device
     tiled = fit_to_model(denoiser, pipe, y, overlap)  # inside the condition: it repeats per-image conditions per tile
-    d = Counter(conditioned(tiled, pipe, y.shape[0], class_labels, prompt, guidance_scale=guidance_scale))
+    d = CountingDenoiser(conditioned(tiled, pipe, y.shape[0], class_labels, prompt, guidance_scale=guidance_scale))
     y = y.to(dev)
     info = {"sigma": pixel_sigma, "sigma_estimated": estimated, "method": method}
     if space.latent:
@@ -164,7 +166,7 @@ def denoise(model, images, sigma: float | None = None, *, method: str = "mean", 
     else:
         sigmas = task_sigmas(denoiser, pipe, sampler, steps, sigma_start=sigma)
         info["sigmas"] = sigmas
-        out = run_sampler(sampler, d, y, sigmas, generators(seed, y.shape[0]), sampler_kwargs)
+        out = run_sampler(sampler, d, y, sigmas, seeded_generators(seed, y.shape[0]), sampler_kwargs)
     return TaskResult(space.to_pixels(out).cpu().clamp(-1, 1), d.nfe, info)
 
 
@@ -173,6 +175,6 @@ def latent_noise_level(space, y: Tensor, sigma: float, seed: int, dev) -> tuple[
     response to one more draw of pixel noise of level σ (see the module docstring)."""
     y = y.to(dev)
     z = space.to_model(y)
-    extra = noise(y.shape[1:], generators(seed + 7_919, y.shape[0])).to(dev)
+    extra = initial_noise(y.shape[1:], seeded_generators(seed + 7_919, y.shape[0])).to(dev)
     z_more = space.to_model(y + sigma * extra)
     return z, float((z_more - z).pow(2).mean().sqrt())

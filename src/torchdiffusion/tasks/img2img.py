@@ -23,7 +23,9 @@ from __future__ import annotations
 import torch
 
 from torchdiffusion.sampling.registry import DEFAULT_SAMPLER
-from torchdiffusion.tasks.common import (Counter, TaskResult, check_strength, conditioned, generators, model_channels, model_size, noise, resolve, run_sampler, space_of, strength_to_sigma, task_sigmas, image_condition)
+from torchdiffusion.denoiser.wrappers import CountingDenoiser
+from torchdiffusion.sampling.seeds import initial_noise, seeded_generators
+from torchdiffusion.tasks.common import (TaskResult, check_strength, conditioned, model_channels, model_size, resolve, run_sampler, space_of, strength_to_sigma, task_sigmas, image_condition)
 from torchdiffusion.io.images import as_images, check_size
 from torchdiffusion.errors import ConfigError
 
@@ -47,8 +49,8 @@ def img2img(model, images, strength: float = 0.5, *, steps: int = 50, sampler: s
     dev = pipe.device if pipe is not None else torch.device("cpu")
     space = space_of(pipe)
     y = space.to_model(y.to(dev))
-    gens = generators(seed, n)
-    z = noise(y.shape[1:], gens).to(dev)
+    gens = seeded_generators(seed, n)
+    z = initial_noise(y.shape[1:], gens).to(dev)
     if s == 1.0:
         sigmas = task_sigmas(denoiser, pipe, sampler, steps)
         x = z * float(sigmas[0])  # pure noise: the initial state of plain generation
@@ -56,7 +58,7 @@ def img2img(model, images, strength: float = 0.5, *, steps: int = 50, sampler: s
         sigma = strength_to_sigma(denoiser, s)
         sigmas = task_sigmas(denoiser, pipe, sampler, steps, sigma_start=sigma)
         x = y + float(sigmas[0]) * z
-    d = Counter(conditioned(denoiser, pipe, n, class_labels, prompt, negative_prompt, guidance_scale))
+    d = CountingDenoiser(conditioned(denoiser, pipe, n, class_labels, prompt, negative_prompt, guidance_scale))
     out = space.to_pixels(run_sampler(sampler, d, x.to(dev), sigmas, gens, sampler_kwargs))
     return TaskResult(out.cpu().clamp(-1, 1), d.nfe, {"strength": s, "sigma_start": float(sigmas[0]),
                                                        "sigmas": sigmas})

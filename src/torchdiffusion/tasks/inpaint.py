@@ -39,7 +39,9 @@ from torch import Tensor
 from torchdiffusion.sampling.registry import DEFAULT_SAMPLER
 from torchdiffusion.denoiser.image_conditions import inpaint_cond_image
 from torchdiffusion.errors import ConfigError
-from torchdiffusion.tasks.common import (Counter, TaskResult, Wrapper, conditioned, generators, image_condition, model_channels, model_size, noise, resolve, run_sampler, space_of, task_sigmas)
+from torchdiffusion.denoiser.wrappers import CountingDenoiser
+from torchdiffusion.sampling.seeds import initial_noise, seeded_generators
+from torchdiffusion.tasks.common import (TaskResult, Wrapper, conditioned, image_condition, model_channels, model_size, resolve, run_sampler, space_of, task_sigmas)
 from torchdiffusion.io.images import as_images, as_mask, check_size
 
 
@@ -57,7 +59,7 @@ class ReplacementDenoiser(Wrapper):
         s = s.expand(x.shape[0]) if s.ndim == 0 else s
         s = s.reshape(-1, *([1] * (x.ndim - 1)))
         if self.fresh_noise:
-            z = noise(x.shape[1:], self.gens).to(x) if self.gens is not None else torch.randn_like(x)
+            z = initial_noise(x.shape[1:], self.gens).to(x) if self.gens is not None else torch.randn_like(x)
             x = self.known * (self.image + s * z) + (1 - self.known) * x
         out = self.denoiser(x, sigma, **cond)
         return self.known * self.image + (1 - self.known) * out
@@ -111,16 +113,16 @@ def inpaint(model, images, mask, *, steps: int = 50, sampler: str = DEFAULT_SAMP
     n = y.shape[0]
     cond_image = inpaint_cond_image(y_m, hole_m) if method in ("model", "both") else None
     d = conditioned(denoiser, pipe, n, class_labels, prompt, negative_prompt, guidance_scale, cond_image)
-    gens = generators(seed, n)
+    gens = seeded_generators(seed, n)
     if method in ("replace", "both"):
         d = ReplacementDenoiser(d, y_m, 1 - hole_m, gens)
-    d = Counter(d)
+    d = CountingDenoiser(d)
     sigmas = task_sigmas(denoiser, pipe, sampler, steps)
-    x = (noise(y_m.shape[1:], gens) * float(sigmas[0])).to(dev)
+    x = (initial_noise(y_m.shape[1:], gens) * float(sigmas[0])).to(dev)
     for seg, renoise in repaint_schedule(sigmas, jump, resample if method != "model" else 1):
         x = run_sampler(sampler, d, x, seg, gens, sampler_kwargs)
         if renoise:
             a, b = float(seg[0]), float(seg[-1])
-            x = x + math.sqrt(a * a - b * b) * noise(y_m.shape[1:], gens).to(dev)
+            x = x + math.sqrt(a * a - b * b) * initial_noise(y_m.shape[1:], gens).to(dev)
     out = (1 - hole) * y + hole * space.to_pixels(x).clamp(-1, 1)
     return TaskResult(out.cpu(), d.nfe, {"method": method, "sigmas": sigmas, "jump": jump, "resample": resample})

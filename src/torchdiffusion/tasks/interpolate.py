@@ -25,7 +25,9 @@ from torch import Tensor
 
 from torchdiffusion.sampling.registry import DEFAULT_SAMPLER
 from torchdiffusion.errors import ConfigError
-from torchdiffusion.tasks.common import (Counter, TaskResult, Wrapper, conditioned, generators, image_condition, model_channels, noise, resolve, run_sampler, space_of, task_sigmas)
+from torchdiffusion.denoiser.wrappers import CountingDenoiser
+from torchdiffusion.sampling.seeds import initial_noise, seeded_generators
+from torchdiffusion.tasks.common import (TaskResult, Wrapper, conditioned, image_condition, model_channels, resolve, run_sampler, space_of, task_sigmas)
 from torchdiffusion.io.images import as_images
 from torchdiffusion.tasks.inversion import invert, reconstruct
 from torchdiffusion.io.images import save_grid, to_pil
@@ -79,12 +81,12 @@ def interpolate_seeds(model, seed_a: int, seed_b: int, frames: int = 8, *, steps
     ts = _ts(frames)
     space = space_of(pipe)
     shape = pipe.latent_shape  # latents for a latent model
-    za = noise(shape, generators(seed_a, 1)).expand(len(ts), *shape)
-    zb = noise(shape, generators(seed_b, 1)).expand(len(ts), *shape)
+    za = initial_noise(shape, seeded_generators(seed_a, 1)).expand(len(ts), *shape)
+    zb = initial_noise(shape, seeded_generators(seed_b, 1)).expand(len(ts), *shape)
     sigmas = task_sigmas(denoiser, pipe, sampler, steps)
     x = slerp(za, zb, ts) * float(sigmas[0])
-    d = Counter(conditioned(denoiser, pipe, len(ts), class_labels, prompt, guidance_scale=guidance_scale))
-    out = space.to_pixels(run_sampler(sampler, d, x.to(pipe.device), sigmas, generators(seed_a, len(ts))))
+    d = CountingDenoiser(conditioned(denoiser, pipe, len(ts), class_labels, prompt, guidance_scale=guidance_scale))
+    out = space.to_pixels(run_sampler(sampler, d, x.to(pipe.device), sigmas, seeded_generators(seed_a, len(ts))))
     return TaskResult(out.cpu().clamp(-1, 1), d.nfe, {"t": ts})
 
 
@@ -125,11 +127,11 @@ def interpolate_conditions(model, cond_a: dict, cond_b: dict, frames: int = 8, *
                       cond_a.get("negative_prompt"), guidance_scale)
     d_b = conditioned(denoiser, pipe, n, cond_b.get("class_labels"), cond_b.get("prompt"),
                       cond_b.get("negative_prompt"), guidance_scale)
-    d = Counter(MixedDenoiser(d_a, d_b, ts))
+    d = CountingDenoiser(MixedDenoiser(d_a, d_b, ts))
     sigmas = task_sigmas(denoiser, pipe, sampler, steps)
     space = space_of(pipe)
-    x = noise(pipe.latent_shape, generators(seed, 1)).expand(n, *pipe.latent_shape) * float(sigmas[0])
-    out = space.to_pixels(run_sampler(sampler, d, x.to(pipe.device), sigmas, generators(seed, n)))
+    x = initial_noise(pipe.latent_shape, seeded_generators(seed, 1)).expand(n, *pipe.latent_shape) * float(sigmas[0])
+    out = space.to_pixels(run_sampler(sampler, d, x.to(pipe.device), sigmas, seeded_generators(seed, n)))
     return TaskResult(out.cpu().clamp(-1, 1), d.nfe, {"t": ts})
 
 

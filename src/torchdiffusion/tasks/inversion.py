@@ -27,7 +27,8 @@ import torch
 from torch import Tensor
 
 from torchdiffusion.errors import ConfigError
-from torchdiffusion.tasks.common import (Counter, TaskResult, conditioned, image_condition, model_channels, model_size, resolve, space_of, task_sigmas)
+from torchdiffusion.denoiser.wrappers import CountingDenoiser
+from torchdiffusion.tasks.common import (TaskResult, conditioned, image_condition, model_channels, model_size, resolve, space_of, task_sigmas)
 from torchdiffusion.io.images import as_images, check_size
 from torchdiffusion.sampling.registry import sample_ddim
 
@@ -71,7 +72,7 @@ def invert(model, images, *, steps: int = 50, fixed_point_iters: int = 0, class_
     check_size(y, model_size(pipe), "image")
     dev = pipe.device if pipe is not None else torch.device("cpu")
     y = space_of(pipe).to_model(y.to(dev))  # a latent model inverts E(y)·s
-    d = Counter(conditioned(denoiser, pipe, y.shape[0], class_labels, prompt, guidance_scale=guidance_scale))
+    d = CountingDenoiser(conditioned(denoiser, pipe, y.shape[0], class_labels, prompt, guidance_scale=guidance_scale))
     sigmas = task_sigmas(denoiser, pipe, "ddim", steps)
     levels = [float(s) for s in sigmas.flip(0)]  # 0, σ_{n-1}, …, σ_max
     x = y.clone()
@@ -91,6 +92,6 @@ def reconstruct(model, latents: Tensor, sigmas: Tensor, *, class_labels=None, pr
     """Decode DDIM latents with DDIM (η = 0) on ``sigmas`` (the grid :func:`invert` used)."""
     denoiser, pipe = resolve(model)
     dev = pipe.device if pipe is not None else torch.device("cpu")
-    d = Counter(conditioned(denoiser, pipe, latents.shape[0], class_labels, prompt, guidance_scale=guidance_scale))
+    d = CountingDenoiser(conditioned(denoiser, pipe, latents.shape[0], class_labels, prompt, guidance_scale=guidance_scale))
     out = space_of(pipe).to_pixels(sample_ddim(d, latents.to(dev), sigmas))
     return TaskResult(out.cpu().clamp(-1, 1), d.nfe, {"sigmas": sigmas})

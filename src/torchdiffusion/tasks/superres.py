@@ -39,7 +39,9 @@ from torch import Tensor
 from torchdiffusion.sampling.registry import DEFAULT_SAMPLER
 from torchdiffusion.denoiser.image_conditions import downsample, sr_cond_image, upsample_bicubic, upsample_nearest
 from torchdiffusion.errors import ConfigError
-from torchdiffusion.tasks.common import (Counter, TaskResult, Wrapper, conditioned, generators, image_condition, model_channels, model_size, noise, resolve, run_sampler, space_of, task_sigmas)
+from torchdiffusion.denoiser.wrappers import CountingDenoiser
+from torchdiffusion.sampling.seeds import initial_noise, seeded_generators
+from torchdiffusion.tasks.common import (TaskResult, Wrapper, conditioned, image_condition, model_channels, model_size, resolve, run_sampler, space_of, task_sigmas)
 from torchdiffusion.io.images import as_images
 from torchdiffusion.tasks.img2img import img2img
 
@@ -133,18 +135,18 @@ def upscale(model, lowres, factor: int | None = None, *, steps: int = 50, sample
     dev = pipe.device if pipe is not None else torch.device("cpu")
     y = y.to(dev)
     n = y.shape[0]
-    gens = generators(seed, n)
+    gens = seeded_generators(seed, n)
     cond_image = None
     if method == "sr3":
-        z = noise(y.shape[1:], generators(seed + 10**6, n)).to(dev) if aug_level > 0 else None
+        z = initial_noise(y.shape[1:], seeded_generators(seed + 10**6, n)).to(dev) if aug_level > 0 else None
         cond_image = sr_cond_image(y, factor, float(aug_level), z)
     d = conditioned(denoiser, pipe, n, class_labels, prompt, guidance_scale=guidance_scale, cond_image=cond_image)
     if method == "projection":
         d = ProjectionDenoiser(d, y, factor)
-    d = Counter(d)
+    d = CountingDenoiser(d)
     sigmas = task_sigmas(denoiser, pipe, sampler, steps)
     shape = (y.shape[1], h * factor, w * factor)
-    x = (noise(shape, gens) * float(sigmas[0])).to(dev)
+    x = (initial_noise(shape, gens) * float(sigmas[0])).to(dev)
     out = run_sampler(sampler, d, x, sigmas, gens, sampler_kwargs).clamp(-1, 1)
     if method == "projection":
         out = project_in_range(out, y, factor)
