@@ -12,7 +12,7 @@ from torchdiffusion.data.image_folder import load_image_folder
 from torchdiffusion.data.latents import LatentDataset
 from torchdiffusion.data.mnist import MNIST_CLASS_NAMES, load_mnist
 from torchdiffusion.data.twemoji import load_twemoji
-from torchdiffusion.errors import DataError
+from torchdiffusion.errors import ConfigError, DataError
 
 BUNDLED = ("mnist", "twemoji")
 
@@ -23,6 +23,8 @@ __all__ = ["BUNDLED", "ImageDataset", "LatentDataset", "MNIST_CLASS_NAMES", "loa
 def load_dataset(spec: str | Path, image_size: int | None = None, channels: int | None = None,
                  split: str = "all") -> ImageDataset:
     """A bundled dataset by name (``"mnist"``) or an image folder by path."""
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1):
+        raise ConfigError(f"image size must be a whole number ≥ 1, got {image_size!r}")
     if str(spec).lower() == "mnist":
         ds = load_mnist(image_size or 28, split=split)
         if channels not in (None, 1):
