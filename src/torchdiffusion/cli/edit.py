@@ -3,14 +3,16 @@ interpolate`` (``--help`` on each). Image and mask files in, PNGs out; the metho
 :mod:`torchdiffusion.tasks` and docs/editing.md."""
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
-from torchdiffusion.sampling.registry import DEFAULT_SAMPLER, DEFAULT_STEPS
+from torchdiffusion.cli.help import HelpFormatter as _FMT
+from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS
 from torchdiffusion.errors import ConfigError
 
-_FMT = argparse.ArgumentDefaultsHelpFormatter
+GUIDANCE_HELP = ("classifier-free guidance scale w: 0 = unconditional (the class or prompt is ignored), "
+                 "1 = conditional without guidance, > 1 = guided toward the class or prompt; negative values "
+                 "are refused")
 
 
 def _common(p, sampler: str = DEFAULT_SAMPLER, steps: int = DEFAULT_STEPS) -> None:
@@ -18,13 +20,15 @@ def _common(p, sampler: str = DEFAULT_SAMPLER, steps: int = DEFAULT_STEPS) -> No
     p.add_argument("--steps", type=int, default=steps, help="sampler steps (the NFE does not depend on strength etc.)")
     p.add_argument("--sampler", default=sampler, help="sampler name (DDIM, 'DPM++ 2M Karras', ABM, ddpm, …)")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed+i")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
 
 
 def _cond(p) -> None:
-    p.add_argument("--class", dest="class_label", default=None, help="class index or name (class-conditional model)")
+    p.add_argument("--class", dest="class_label", default=None,
+                   help="class index or name (class-conditional model); default: the class the model sees in each "
+                        "input image (printed)")
     p.add_argument("--prompt", default=None, help="text prompt (text-conditional model)")
-    p.add_argument("--guidance-scale", type=float, default=1.0, help="classifier-free guidance scale w")
+    p.add_argument("--guidance-scale", type=float, default=DEFAULT_GUIDANCE, help=GUIDANCE_HELP)
 
 
 def _out(p, default: str) -> None:
@@ -43,7 +47,8 @@ def add_task_commands(sub) -> None:
     _common(p, sampler="ddpm", steps=20)
     p.add_argument("--image", nargs="+", required=True, help="noisy image file(s)")
     p.add_argument("--sigma", type=float, default=None, help="noise std on the [-1, 1] scale (= 2 × std on [0, 1])")
-    p.add_argument("--method", choices=("mean", "sample"), default="mean")
+    p.add_argument("--method", choices=("mean", "sample"), default="mean",
+                   help="mean: the posterior mean in one network call; sample: a posterior sample")
     p.add_argument("--overlap", type=int, default=8, help="tile overlap in pixels")
     _cond(p)
     _out(p, "denoised.png")
@@ -56,7 +61,9 @@ def add_task_commands(sub) -> None:
     _common(p)
     p.add_argument("--image", nargs="+", required=True, help="image file(s)")
     p.add_argument("--mask", required=True, help="mask file, same size as the image(s): white = fill")
-    p.add_argument("--method", choices=("auto", "replace", "model", "both"), default="auto")
+    p.add_argument("--method", choices=("auto", "replace", "model", "both"), default="auto",
+                   help="replace: zero-shot RePaint; model: a mask-conditioned model; both; auto: model for a "
+                        "mask-conditioned model, else replace")
     p.add_argument("--jump", type=int, default=10, help="RePaint jump length (steps per resampled segment)")
     p.add_argument("--resample", type=int, default=1, help="RePaint resample count r (NFE ≈ r × steps)")
     _cond(p)
@@ -71,7 +78,8 @@ def add_task_commands(sub) -> None:
     _common(p)
     p.add_argument("--image", nargs="+", required=True, help="low-resolution image file(s)")
     p.add_argument("--factor", type=int, default=None, help="upscale factor (default: the model's / size ratio)")
-    p.add_argument("--method", choices=("auto", "sr3", "projection", "sdedit"), default="auto")
+    p.add_argument("--method", choices=("auto", "sr3", "projection", "sdedit"), default="auto",
+                   help="auto: sr3 for an SR model, sdedit for a latent model, else projection")
     p.add_argument("--aug-level", type=float, default=0.0, help="SR3 noise-conditioning augmentation level")
     p.add_argument("--strength", type=float, default=0.5, help="SDEdit strength of method sdedit")
     _cond(p)
@@ -86,7 +94,7 @@ def add_task_commands(sub) -> None:
     p.add_argument("--image", nargs="+", required=True, help="image file(s)")
     p.add_argument("--strength", type=float, default=0.5, help="in [0, 1]")
     _cond(p)
-    p.add_argument("--negative-prompt", default=None)
+    p.add_argument("--negative-prompt", default=None, help="what to steer away from (text model)")
     _out(p, "img2img.png")
     p.set_defaults(func=cmd_img2img)
 
@@ -96,23 +104,39 @@ def add_task_commands(sub) -> None:
                                    "noise). Writes a PNG strip and an animated GIF/WebP.")
     _common(p)
     how = p.add_mutually_exclusive_group(required=True)
-    how.add_argument("--seeds", type=int, nargs=2, metavar=("A", "B"))
-    how.add_argument("--images", nargs=2, metavar=("A.png", "B.png"))
-    how.add_argument("--classes", nargs=2, metavar=("A", "B"))
-    how.add_argument("--prompts", nargs=2, metavar=("A", "B"))
-    p.add_argument("--frames", type=int, default=8)
-    p.add_argument("--guidance-scale", type=float, default=1.0)
+    how.add_argument("--seeds", type=int, nargs=2, metavar=("A", "B"), help="walk between the noises of two seeds")
+    how.add_argument("--images", nargs=2, metavar=("A.png", "B.png"), help="walk between two images (DDIM inversion)")
+    how.add_argument("--classes", nargs=2, metavar=("A", "B"), help="walk between two classes from one seed's noise")
+    how.add_argument("--prompts", nargs=2, metavar=("A", "B"), help="walk between two prompts from one seed's noise")
+    p.add_argument("--class", dest="class_label", nargs="+", metavar="CLASS", default=None,
+                   help="with --seeds on a class model: one class for the whole walk or one per end (default: the "
+                        "class the model sees in each end's unconditional sample)")
+    p.add_argument("--prompt", default=None, help="with --seeds on a text model: the prompt of the walk")
+    p.add_argument("--frames", type=int, default=8, help="frames, both ends included")
+    p.add_argument("--guidance-scale", type=float, default=DEFAULT_GUIDANCE, help=GUIDANCE_HELP)
     p.add_argument("--out", default="walk.png", help="PNG strip of the frames")
     p.add_argument("--animation", default=None, help="also write an animated .gif or .webp")
-    p.add_argument("--scale", type=int, default=2)
+    p.add_argument("--scale", type=int, default=2, help="enlarge the frames by pixel repetition")
     p.set_defaults(func=cmd_interpolate)
 
 
 def _pipe(args):
+    """Check the arguments that need no model (so a typo fails before any work), then load it."""
+    from torchdiffusion.denoiser.guidance import check_guidance
+    from torchdiffusion.io.images import check_output
     from torchdiffusion.pipeline.pipeline import DiffusionPipeline
+    from torchdiffusion.sampling.registry import resolve_sampler
 
     if args.steps < 1:
         raise ConfigError(f"--steps must be ≥ 1, got {args.steps}")
+    check_guidance(args.guidance_scale, "--guidance-scale")
+    resolve_sampler(args.sampler)
+    if getattr(args, "scale", 1) < 1:
+        raise ConfigError(f"--scale must be ≥ 1, got {args.scale}")
+    several = len(getattr(args, "image", None) or []) > 1
+    check_output(args.out, "--out", folder=several, suffixes=() if several else (".png",))
+    if getattr(args, "animation", None):
+        check_output(args.animation, "--animation", suffixes=(".gif", ".webp"))
     return DiffusionPipeline.from_pretrained(args.checkpoint, device=args.device)
 
 
@@ -132,9 +156,16 @@ def _write(images, inputs: list[str], out: str, scale: int) -> list[Path]:
     return [save_image(im, folder / (Path(src).stem + ".png")) for im, src in zip(pils, inputs)]
 
 
-def _report(name: str, paths, result, dt: float, extra: str = "") -> None:
+def _report(name: str, paths, result, dt: float, extra: str = "", pipe=None) -> None:
     where = paths[0] if len(paths) == 1 else f"{len(paths)} images in {Path(paths[0]).parent}"
     print(f"{name}: wrote {where}; {result.nfe} network evaluations{extra}, {dt:.1f} s")
+    inferred = result.info.get("class_inferred")
+    if inferred is not None and pipe is not None:
+        import torch
+
+        from torchdiffusion.tasks.classify import describe_classes
+        print(f"{name}: no --class given; used the class the model sees in the input: "
+              f"{describe_classes(torch.tensor(inferred), pipe.config.class_names)} (pass --class to choose)")
 
 
 def cmd_denoise(args) -> int:
@@ -148,7 +179,7 @@ def cmd_denoise(args) -> int:
                 guidance_scale=args.guidance_scale)
     paths = _write(r.images, args.image, args.out, args.scale)
     how = "estimated" if r.info["sigma_estimated"] else "given"
-    _report("denoise", paths, r, time.perf_counter() - t0, f" (σ = {r.info['sigma']:.3f}, {how})")
+    _report("denoise", paths, r, time.perf_counter() - t0, f" (σ = {r.info['sigma']:.3f}, {how})", pipe=pipe)
     return 0
 
 
@@ -162,7 +193,7 @@ def cmd_inpaint(args) -> int:
                 resample=args.resample, method=args.method, class_labels=args.class_label, prompt=args.prompt,
                 guidance_scale=args.guidance_scale)
     paths = _write(r.images, args.image, args.out, args.scale)
-    _report("inpaint", paths, r, time.perf_counter() - t0, f" ({r.info['method']})")
+    _report("inpaint", paths, r, time.perf_counter() - t0, f" ({r.info['method']})", pipe=pipe)
     return 0
 
 
@@ -177,7 +208,7 @@ def cmd_upscale(args) -> int:
                 class_labels=args.class_label, prompt=args.prompt,
                 guidance_scale=args.guidance_scale)
     paths = _write(r.images, args.image, args.out, args.scale)
-    _report("upscale", paths, r, time.perf_counter() - t0, f" ({r.info['method']}, ×{r.info['factor']})")
+    _report("upscale", paths, r, time.perf_counter() - t0, f" ({r.info['method']}, ×{r.info['factor']})", pipe=pipe)
     return 0
 
 
@@ -192,7 +223,7 @@ def cmd_img2img(args) -> int:
                 guidance_scale=args.guidance_scale)
     paths = _write(r.images, args.image, args.out, args.scale)
     _report("img2img", paths, r, time.perf_counter() - t0,
-            f" (strength {r.info['strength']:g}, starting σ = {r.info['sigma_start']:.3g})")
+            f" (strength {r.info['strength']:g}, starting σ = {r.info['sigma_start']:.3g})", pipe=pipe)
     return 0
 
 
@@ -203,9 +234,16 @@ def cmd_interpolate(args) -> int:
     pipe = _pipe(args)
     t0 = time.perf_counter()
     kw = dict(steps=args.steps)
+    if (args.class_label or args.prompt) and not args.seeds:
+        raise ConfigError("--class and --prompt go with --seeds (--classes/--prompts walk between two conditions)")
     if args.seeds:
-        r = interpolate_seeds(pipe, *args.seeds, args.frames, sampler=args.sampler,
-                              guidance_scale=args.guidance_scale, **kw)
+        labels = args.class_label
+        if labels is not None and len(labels) > 2:
+            raise ConfigError(f"--class takes one class or two (one per end), got {len(labels)}")
+        if labels is not None:
+            labels = labels[0] if len(labels) == 1 else tuple(labels)
+        r = interpolate_seeds(pipe, *args.seeds, args.frames, sampler=args.sampler, class_labels=labels,
+                              prompt=args.prompt, guidance_scale=args.guidance_scale, **kw)
     elif args.images:
         r = interpolate_images(pipe, *args.images, args.frames, **kw)
     else:
@@ -220,4 +258,9 @@ def cmd_interpolate(args) -> int:
         extra = f" and {args.animation}"
     print(f"interpolate: wrote {args.out}{extra}: {len(r.images)} frames; {r.nfe} network evaluations, "
           f"{time.perf_counter() - t0:.1f} s")
+    if r.info.get("class_inferred") is not None:
+        names = pipe.config.class_names or []
+        a, b = (names[c] if c < len(names) else str(c) for c in r.info["class_inferred"])
+        print(f"interpolate: no --class given; the walk goes from class {a} to class {b} (the classes the model "
+              "sees in the ends' unconditional samples; pass --class to choose)")
     return 0

@@ -7,9 +7,10 @@ import sys
 import time
 from pathlib import Path
 
+from torchdiffusion.cli.help import HelpFormatter
 from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS
 from torchdiffusion.training import distributed
-from torchdiffusion.cli.edit import add_task_commands
+from torchdiffusion.cli.edit import GUIDANCE_HELP, add_task_commands
 from torchdiffusion.errors import TorchDiffusionError
 from torchdiffusion.cli.serve import add_serve_command
 from torchdiffusion.cli.train_vae import add_vae_commands
@@ -24,7 +25,7 @@ def _int_tuple(text: str) -> tuple[int, ...]:
 
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a diffusion model and write a sample grid",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       formatter_class=HelpFormatter,
                        description="Train a U-Net denoiser on a bundled dataset or an image folder. Writes "
                                    "OUT/model (EMA weights + config.json), OUT/samples.png, OUT/samples/ "
                                    "(grids during training), OUT/log.csv and OUT/checkpoints/.")
@@ -38,19 +39,19 @@ def _add_train(sub) -> None:
     d.add_argument("--vae", default=None, metavar="DIR",
                    help="latent diffusion: train on the latents of this train-vae run (OUT/model becomes a pipeline)")
     b = p.add_argument_group("budget")
-    b.add_argument("--minutes", type=float, default=None, help="training wall-time budget (default 8 if no --steps)")
+    b.add_argument("--minutes", type=float, default=None, help="training wall-time budget in minutes (default: 8 when --steps is not given)")
     b.add_argument("--steps", type=int, default=None, help="number of optimizer steps")
     b.add_argument("--resume", action="store_true", help="continue OUT's run from its latest checkpoint")
     m = p.add_argument_group("model")
-    m.add_argument("--base-channels", type=int, default=32)
+    m.add_argument("--base-channels", type=int, default=32, help="width of the first level (later levels: × --channel-mult)")
     m.add_argument("--channel-mult", type=_int_tuple, default=(1, 2, 2), help="width multiplier per level")
-    m.add_argument("--num-res-blocks", type=int, default=1)
+    m.add_argument("--num-res-blocks", type=int, default=1, help="residual blocks per level")
     m.add_argument("--attention-resolutions", type=_int_tuple, default=None,
                    help="feature-map sizes with self-attention (default: the smallest level)")
-    m.add_argument("--dropout", type=float, default=0.0)
-    m.add_argument("--schedule", choices=("linear", "cosine", "sigmoid"), default="cosine")
+    m.add_argument("--dropout", type=float, default=0.0, help="dropout in the residual blocks")
+    m.add_argument("--schedule", choices=("linear", "cosine", "sigmoid"), default="cosine", help="noise schedule ᾱ(t) of training")
     m.add_argument("--timesteps", type=int, default=1000, help="training timesteps T")
-    m.add_argument("--parameterization", choices=("eps", "x0", "v"), default="v")
+    m.add_argument("--parameterization", choices=("eps", "x0", "v"), default="v", help="what the network predicts: eps (noise), x0 (clean image) or v (velocity)")
     m.add_argument("--condition", choices=("auto", "none", "class", "text"), default="auto",
                    help="auto: class when the data has labels (MNIST digits, class sub-folders) and no --task, else "
                         "none; class: labels from the dataset's sub-folders (or MNIST digits); text: captions "
@@ -63,26 +64,26 @@ def _add_train(sub) -> None:
                         "(SR3: the upsampled low-res image as extra inputs); see docs/editing.md")
     m.add_argument("--sr-factor", type=int, default=4, help="upscale factor of a --task superres model")
     o = p.add_argument_group("optimization")
-    o.add_argument("--batch-size", type=int, default=64)
-    o.add_argument("--lr", type=float, default=2e-3)
-    o.add_argument("--warmup-steps", type=int, default=100)
-    o.add_argument("--grad-clip", type=float, default=1.0)
-    o.add_argument("--ema-decay", type=float, default=0.999)
-    o.add_argument("--weighting", choices=("simple", "min_snr"), default="min_snr")
-    o.add_argument("--min-snr-gamma", type=float, default=5.0)
+    o.add_argument("--batch-size", type=int, default=64, help="images per optimizer step")
+    o.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW, after linear warm-up)")
+    o.add_argument("--warmup-steps", type=int, default=100, help="steps of linear learning-rate warm-up")
+    o.add_argument("--grad-clip", type=float, default=1.0, help="clip the gradient's global norm to this")
+    o.add_argument("--ema-decay", type=float, default=0.999, help="decay of the exponential moving average of the weights (the exported model)")
+    o.add_argument("--weighting", choices=("simple", "min_snr"), default="min_snr", help="loss weighting over timesteps: simple (uniform) or min_snr (Hang et al. 2023)")
+    o.add_argument("--min-snr-gamma", type=float, default=5.0, help="γ of the min-SNR weighting")
     o.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                    help="auto = bf16 autocast where the CPU/GPU supports it; fp16 (CUDA) uses a gradient scaler")
     o.add_argument("--grad-accum", type=int, default=1,
                    help="split each process's share of --batch-size into this many micro-batches")
     o.add_argument("--device", default="cpu",
                    help="cpu or cuda (under torchrun each process takes the GPU of its LOCAL_RANK)")
-    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--seed", type=int, default=0, help="seed of the run's weights, data order and noise")
     o.add_argument("--max-nan-steps", type=int, default=5,
                    help="a step with a NaN/Inf loss or gradient is skipped; stop after this many in a row")
     r = p.add_argument_group("monitoring")
     r.add_argument("--sample-every", type=int, default=500, help="write a sample grid every N steps")
-    r.add_argument("--checkpoint-every", type=int, default=250)
-    r.add_argument("--log-every", type=int, default=10)
+    r.add_argument("--checkpoint-every", type=int, default=250, help="write a resumable checkpoint every N steps")
+    r.add_argument("--log-every", type=int, default=10, help="append a row to OUT/log.csv every N steps")
     r.add_argument("--sample-steps", type=int, default=25, help="sampler steps for grids during training")
     r.add_argument("--final-steps", type=int, default=50, help="sampler steps for the final samples.png")
     r.add_argument("--sample-n", type=int, default=64,
@@ -172,11 +173,14 @@ def _run_training(args, train_cfg, dist_info) -> int:
             apply_task(model_cfg, args.task, args.sr_factor, latent=bool(getattr(args, "vae", None)))
         trainer = prepare_run(model_cfg, train_cfg, dataset=dataset, dist_info=dist_info)
     t0 = time.perf_counter()
+    start = trainer.step
     model_dir = trainer.train()
     if dist_info.is_main:
-        print(f"trained {trainer.step} steps in {(time.perf_counter() - t0) / 60:.1f} min "
-              f"({trainer.step * trainer.cfg.batch_size / max(trainer.elapsed, 1e-9):.0f} images/s); "
-              f"model: {model_dir}; samples: {Path(trainer.cfg.out) / 'samples.png'}")
+        resumed = f" ({trainer.step - start} in this session, resumed at step {start})" if start else ""
+        print(f"trained {trainer.step} steps{resumed} in {trainer.elapsed / 60:.1f} min of the training budget "
+              f"({trainer.images_per_s:.0f} images/s while optimizing; {(time.perf_counter() - t0) / 60:.1f} min "
+              f"wall with evaluation, export and the final grid); model: {model_dir}; samples: "
+              f"{Path(trainer.cfg.out) / 'samples.png'}")
     return 0
 
 
@@ -198,7 +202,7 @@ def resolve_auto_condition(dataset, task: str | None) -> str:
 
 def _add_sample(sub) -> None:
     p = sub.add_parser("sample", help="generate images with a trained model",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       formatter_class=HelpFormatter,
                        description="Generate images from pure noise with a trained model and write a grid "
                                    "(and optionally one PNG per image).")
     p.add_argument("--checkpoint", required=True, help="a model folder, a training run folder or a checkpoint folder")
@@ -206,20 +210,19 @@ def _add_sample(sub) -> None:
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="sampler steps")
     p.add_argument("--sampler", default=DEFAULT_SAMPLER, help="sampler name (see `torchdiffusion samplers`)")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed+i, whatever the batch size")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="images per optimizer step")
     p.add_argument("--class", dest="class_label", default=None,
                    help="class index or name for a class-conditional model; 'all' (the default for such a "
                         "model) = rows of every class")
     p.add_argument("--prompt", default=None, help="text prompt for a text-conditional model")
     p.add_argument("--negative-prompt", default=None, help="what to steer away from (replaces the empty prompt in CFG)")
-    p.add_argument("--guidance-scale", type=float, default=DEFAULT_GUIDANCE,
-                   help="classifier-free guidance scale w (1 = no guidance; used with --class)")
+    p.add_argument("--guidance-scale", type=float, default=DEFAULT_GUIDANCE, help=GUIDANCE_HELP)
     p.add_argument("--guidance-rescale", type=float, default=0.0, help="guidance rescale φ in [0, 1]")
     p.add_argument("--out", default="samples.png", help="grid PNG to write")
     p.add_argument("--individual", metavar="DIR", default=None, help="also write each image as DIR/NNNNN.png")
     p.add_argument("--scale", type=int, default=2, help="enlarge the grid by pixel repetition")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sample)
 
 
@@ -228,8 +231,17 @@ def cmd_sample(args) -> int:
     from torchdiffusion.io.images import save_image
     from torchdiffusion.pipeline.pipeline import DiffusionPipeline
 
+    from torchdiffusion.denoiser.guidance import check_guidance
+    from torchdiffusion.io.images import check_output
+    from torchdiffusion.sampling.registry import resolve_sampler
+
     if args.steps < 1:
         raise ConfigError(f"--steps must be ≥ 1, got {args.steps}")
+    check_guidance(args.guidance_scale, "--guidance-scale")
+    resolve_sampler(args.sampler)
+    check_output(args.out, "--out", suffixes=(".png",))
+    if args.individual:
+        check_output(args.individual, "--individual", folder=True)
     pipe = DiffusionPipeline.from_pretrained(args.checkpoint, device=args.device)
     labels, nrow = args.class_label, None
     if labels is None and args.prompt is None and pipe.config.conditioning == "class":
@@ -275,7 +287,7 @@ def cmd_samplers(args) -> int:
 
 def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="FID, KID, precision/recall (and class accuracy) of a trained model",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       formatter_class=HelpFormatter,
                        description="Generate --n images and compare them with --data through a feature network. "
                                    "Every number is printed with its feature network and N.")
     p.add_argument("--checkpoint", required=True, help="a model, run or checkpoint folder")
@@ -283,14 +295,14 @@ def _add_eval(sub) -> None:
     p.add_argument("--n", type=int, default=2000, help="number of generated (and reference) images")
     p.add_argument("--features", choices=("mnist", "inception"), default="mnist",
                    help="mnist: fast MNIST-classifier features; inception: the TF Inception-v3 FID network")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    p.add_argument("--sampler", default=DEFAULT_SAMPLER)
-    p.add_argument("--guidance-scale", type=float, default=DEFAULT_GUIDANCE, help="for conditional models")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="sampler steps")
+    p.add_argument("--sampler", default=DEFAULT_SAMPLER, help="sampler name (see `torchdiffusion samplers`)")
+    p.add_argument("--guidance-scale", type=float, default=DEFAULT_GUIDANCE, help=GUIDANCE_HELP)
+    p.add_argument("--seed", type=int, default=0, help="seed of the run's weights, data order and noise")
+    p.add_argument("--batch-size", type=int, default=256, help="images per optimizer step")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval)
 
 
@@ -299,8 +311,15 @@ def cmd_eval(args) -> int:
 
     from torchdiffusion.data import load_dataset
     from torchdiffusion.evaluation.evaluate import evaluate_pipeline
+    from torchdiffusion.denoiser.guidance import check_guidance
+    from torchdiffusion.io.images import check_output
     from torchdiffusion.pipeline.pipeline import DiffusionPipeline
+    from torchdiffusion.sampling.registry import resolve_sampler
 
+    check_guidance(args.guidance_scale, "--guidance-scale")
+    resolve_sampler(args.sampler)
+    if args.json:
+        check_output(args.json, "--json", suffixes=(".json",))
     pipe = DiffusionPipeline.from_pretrained(args.checkpoint, device=args.device)
     c, _, size = pipe.image_shape  # pixels, also for a latent pipeline
     dataset = load_dataset(args.data, size, c)

@@ -1,13 +1,13 @@
 """``torchdiffusion serve``: the local web UI (needs the ``ui`` extra: ``pip install -e '.[ui]'``)."""
 from __future__ import annotations
 
-import argparse
+from torchdiffusion.cli.help import HelpFormatter
 from pathlib import Path
 
 
 def add_serve_command(sub) -> None:
     p = sub.add_parser("serve", help="local web UI: generate and edit images in a browser",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       formatter_class=HelpFormatter,
                        description="Serve a Gradio web app on HOST:PORT (localhost by default) with tabs for "
                                    "Generate, img2img, Inpaint, Upscale, Denoise, Interpolate and PNG info. "
                                    "Requests run one at a time through a queue; the limits below are enforced "
@@ -17,9 +17,9 @@ def add_serve_command(sub) -> None:
                    help="folder whose model sub-folders appear in the model picker (default: the checkpoint's "
                         "parent folder); no model outside it can be requested")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 exposes it to the network)")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=int, default=7860, help="TCP port of the web UI")
     p.add_argument("--outputs", default="outputs", help="where generated PNGs (with their parameters) are written")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice; 1 is fastest for tiny models on a busy machine)")
     p.add_argument("--max-steps", type=int, default=150, help="server limit on sampler steps")

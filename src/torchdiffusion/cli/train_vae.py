@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+from torchdiffusion.cli.help import HelpFormatter
+
 
 def _int_tuple(text: str) -> tuple[int, ...]:
     try:
@@ -17,7 +19,7 @@ def _int_tuple(text: str) -> tuple[int, ...]:
 
 def add_vae_commands(sub) -> None:
     p = sub.add_parser("train-vae", help="train the autoencoder of a latent diffusion model",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       formatter_class=HelpFormatter,
                        description="Train a KL-regularised VAE (or a plain autoencoder) with L1/L2 reconstruction, a KL "
                                    "weight and an optional PatchGAN loss with the adaptive weight of Esser et al. "
                                    "2021. Writes OUT/vae (config.json with the latent scale factor + "
@@ -42,26 +44,26 @@ def add_vae_commands(sub) -> None:
     m.add_argument("--layout", choices=("f4", "f8"), default="f4",
                    help="downsampling factor f (LDM's f=4 / f=8 layouts); --channel-mult overrides it")
     m.add_argument("--channel-mult", type=_int_tuple, default=None, help="width multiplier per level (f = 2^(levels-1))")
-    m.add_argument("--latent-channels", type=int, default=4)
-    m.add_argument("--base-channels", type=int, default=32)
-    m.add_argument("--num-res-blocks", type=int, default=1)
+    m.add_argument("--latent-channels", type=int, default=4, help="channels of the latent space")
+    m.add_argument("--base-channels", type=int, default=32, help="width of the first level (later levels: × --channel-mult)")
+    m.add_argument("--num-res-blocks", type=int, default=1, help="residual blocks per level")
     m.add_argument("--no-mid-attention", action="store_true", help="no self-attention at the latent resolution")
     lo = p.add_argument_group("loss and optimization")
-    lo.add_argument("--rec-loss", choices=("l1", "l2"), default="l1")
+    lo.add_argument("--rec-loss", choices=("l1", "l2"), default="l1", help="reconstruction loss")
     lo.add_argument("--kl-weight", type=float, default=1e-6, help="weight of the per-pixel KL term")
     lo.add_argument("--gan", action="store_true", help="add the PatchGAN hinge loss with the adaptive weight")
     lo.add_argument("--disc-start", type=int, default=500, help="steps before the GAN loss starts")
     lo.add_argument("--disc-weight", type=float, default=0.5, help="factor on the adaptive GAN weight")
-    lo.add_argument("--batch-size", type=int, default=32)
-    lo.add_argument("--lr", type=float, default=1e-3)
-    lo.add_argument("--warmup-steps", type=int, default=50)
-    lo.add_argument("--device", default="cpu")
-    lo.add_argument("--seed", type=int, default=0)
+    lo.add_argument("--batch-size", type=int, default=32, help="images per optimizer step")
+    lo.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW, after linear warm-up)")
+    lo.add_argument("--warmup-steps", type=int, default=50, help="steps of linear learning-rate warm-up")
+    lo.add_argument("--device", default="cpu", help="cpu or cuda")
+    lo.add_argument("--seed", type=int, default=0, help="seed of the run's weights, data order and noise")
     r = p.add_argument_group("monitoring")
     r.add_argument("--sample-every", type=int, default=500, help="write a reconstruction grid every N steps")
-    r.add_argument("--checkpoint-every", type=int, default=250)
-    r.add_argument("--log-every", type=int, default=10)
-    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--checkpoint-every", type=int, default=250, help="write a resumable checkpoint every N steps")
+    r.add_argument("--log-every", type=int, default=10, help="append a row to OUT/log.csv every N steps")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train_vae)
 
 

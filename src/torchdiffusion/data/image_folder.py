@@ -395,8 +395,7 @@ def load_image_folder(path: str | os.PathLike, image_size: int = 32, channels: i
         raise DataError(f"{root}: none of the {len(files)} image files could be read "
                         f"(e.g. {first_path}: {first_reason})")
     if skipped:
-        log.warning("skipped %d of %d files in %s: see the warnings above or dataset.skipped",
-                    len(skipped), attempted, root)
+        log.warning("skipped %d of %d files in %s (each named in a warning above)", len(skipped), attempted, root)
 
     if channels is None:
         channels = 1 if all(grays) else 3

@@ -319,8 +319,9 @@ def load_twemoji(image_size: int = 32, max_images: int | None = None, skin_tones
         if use_cache:
             _save_cached(path, images, meta)
     if skipped:
-        log.info("twemoji: skipped %d of %d images with no name (see dataset.skipped)", len(skipped),
-                 len(skipped) + len(files))
+        shown = ", ".join(Path(str(name)).stem for name, _ in skipped[:5]) + (", …" if len(skipped) > 5 else "")
+        log.info("twemoji: left out %d of %d images whose code points have no Unicode name to caption them "
+                 "(e.g. %s)", len(skipped), len(skipped) + len(files), shown)
     keep = np.arange(len(files))
     if not skin_tones:
         keep = keep[[not any(part in SKIN_TONES for part in _parts(Path(f).stem)) for f in files]]

@@ -6,7 +6,11 @@ conditional prediction:
 
     ε̃ = ε_u + w (ε_c - ε_u),     equivalently  x̃₀ = x̂₀_u + w (x̂₀_c - x̂₀_u)
 
-since x̂₀ = x - σ ε is affine in ε. w = 1 is plain conditional sampling, w = 0 unconditional.
+since x̂₀ = x - σ ε is affine in ε. The one meaning of w everywhere in torchdiffusion (API, CLI,
+tasks, web UI): w = 0 is unconditional (the condition is ignored), w = 1 plain conditional
+sampling (one forward, no guidance), w > 1 guided (the default, ``DEFAULT_GUIDANCE`` = 2); a
+negative or non-finite w is refused (:func:`check_guidance`: w < 0 steers *away* from the
+condition, which no entry point offers).
 Both predictions come from ONE batched forward pass over [x, x]. A negative prompt is simply
 the "unconditional" branch's condition.
 
@@ -22,6 +26,24 @@ from torch import Tensor, nn
 from torchdiffusion.errors import ConfigError
 from torchdiffusion.denoiser.text import prompt_conditions as encode
 from torchdiffusion.denoiser.wrappers import Bound
+
+
+MAX_GUIDANCE = 30.0  # beyond it every model saturates; the web UI's slider ends here too
+
+
+def check_guidance(guidance_scale, name: str = "guidance scale") -> float:
+    """``guidance_scale`` as a float in [0, MAX_GUIDANCE], or a :class:`ConfigError` with the one
+    message every entry point (API, CLI, tasks, UI) gives: 0 = unconditional, 1 = conditional
+    without guidance, > 1 guided."""
+    try:
+        w = float(guidance_scale)
+        ok = not isinstance(guidance_scale, bool) and guidance_scale is not None and w == w
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or not 0.0 <= w <= MAX_GUIDANCE:
+        raise ConfigError(f"{name} must be a number from 0 to {MAX_GUIDANCE:g} (0 = unconditional, 1 = conditional "
+                          f"without guidance, > 1 = guided), got {guidance_scale!r}")
+    return w
 
 
 def _cat_cond(cond: dict, uncond: dict) -> dict:
@@ -55,7 +77,7 @@ class CFGDenoiser(nn.Module):
             raise ConfigError(f"guidance_rescale must be in [0, 1], got {guidance_rescale}")
         self.denoiser = denoiser
         self.cond, self.uncond = cond, uncond
-        self.scale, self.rescale = float(guidance_scale), float(guidance_rescale)
+        self.scale, self.rescale = check_guidance(guidance_scale), float(guidance_rescale)
         self.both = _cat_cond(cond, uncond)
 
     @property
@@ -172,6 +194,7 @@ def guided(denoiser, cond: dict | None, uncond: dict | None, guidance_scale: flo
     when there is an unconditional branch, bound as is when there is only ``cond``, the
     denoiser itself when there is neither. ``extra`` (e.g. an image condition) goes to both branches."""
 
+    check_guidance(guidance_scale)
     extra = {k: v for k, v in (extra or {}).items() if v is not None}
     if cond is None:
         return Bound(denoiser, **extra) if extra else denoiser

@@ -292,9 +292,9 @@ class TrainingEvaluator:
         return step % self.every == 0 and step != self.last_step
 
     def due_final(self, step: int) -> bool:
-        """The final weights are evaluated when the run lasted at least one interval and
-        they were not just evaluated (short runs, e.g. tests, stay free of evaluation)."""
-        return step >= self.every and step != self.last_step
+        """The final weights are always evaluated (as the README says), unless they were just
+        evaluated at this step; ``--eval-every 0`` turns evaluation off altogether."""
+        return step > 0 and step != self.last_step
 
     @torch.no_grad()
     def evaluate(self, pipe, step: int, elapsed: float = float("nan")) -> dict:

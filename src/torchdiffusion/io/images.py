@@ -66,6 +66,28 @@ def save_image(img: Image.Image, path: Path, pnginfo=None) -> Path:
     return path
 
 
+def check_output(path, option: str, *, folder: bool = False, suffixes: tuple[str, ...] = ()) -> Path:
+    """Refuse, before any work is done, an output path that cannot be written: one below a
+    file (``out.png/x.png``), a file where a folder is wanted or a folder where a file is,
+    a wrong suffix, or an existing parent folder that is not writable. ``option`` names the
+    CLI option in the message."""
+    path = Path(path)
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{option} {path}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ConfigError(f"{option} {path}: the folder {parent} is not writable")
+            break
+    if folder and path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} {path}: is a file; give a folder")
+    if not folder and path.is_dir():
+        raise ConfigError(f"{option} {path}: is a folder; give a file name")
+    if suffixes and not folder and path.suffix.lower() not in suffixes:
+        raise ConfigError(f"{option} {path}: the file name must end in {' or '.join(suffixes)}")
+    return path
+
+
 _LUMA = torch.tensor([0.299, 0.587, 0.114])  # ITU-R BT.601
 
 

@@ -216,7 +216,9 @@ class UNet(nn.Module):
     """ε/x₀/v-predicting U-Net: ``forward(x_t, t, class_labels=None, context=None,
     context_mask=None, pooled=None, cond_image=None)``.
 
-    ``class_labels`` uses index ``num_classes`` for the null (unconditional) class;
+    ``class_labels`` uses index ``num_classes`` for the null (unconditional) class; a float
+    tensor (B, num_classes + 1) of weights instead mixes the class embeddings, Σ_c w_c e_c (how a
+    class walk interpolates its condition);
     ``cond_image`` (B, extra_in_channels, H, W) is concatenated to the input.
     """
 
@@ -294,7 +296,13 @@ class UNet(nn.Module):
         if self.class_emb is not None:
             if class_labels is None:  # unconditional: the null class
                 class_labels = torch.full((x.shape[0],), cfg.num_classes, device=x.device, dtype=torch.long)
-            emb = emb + self.class_emb(class_labels)
+            if class_labels.is_floating_point():  # weights over the classes: a mix of their embeddings
+                if class_labels.shape[-1] != cfg.num_classes + 1:
+                    raise ConfigError(f"class weights need {cfg.num_classes + 1} entries (the null class last), "
+                                      f"got {class_labels.shape[-1]}")
+                emb = emb + class_labels.to(emb.dtype) @ self.class_emb.weight.to(emb.dtype)
+            else:
+                emb = emb + self.class_emb(class_labels)
         if self.pooled_proj is not None and pooled is not None:
             emb = emb + self.pooled_proj(pooled)
         if cfg.extra_in_channels:

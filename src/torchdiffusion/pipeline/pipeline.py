@@ -13,7 +13,6 @@ noise followed by ``sample``, and every editing task calls it too.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Callable
 
@@ -21,7 +20,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from torchdiffusion.denoiser.guidance import class_index, conditions, guided
+from torchdiffusion.denoiser.guidance import check_guidance, class_index, conditions, guided
 from torchdiffusion.denoiser.model import ModelConfig
 from torchdiffusion.denoiser.space import LatentSpace, PixelSpace, check_unet_matches_vae
 from torchdiffusion.denoiser.wrappers import CountingDenoiser
@@ -49,9 +48,10 @@ def check_generate_args(n, steps, seed, batch_size, sampler, guidance_scale, gui
     integer("seed", seed, 0, 2**64 - n)  # image i uses seed + i, a 64-bit generator seed
     if not isinstance(sampler, str):
         raise ConfigError(f"sampler must be a name (a string), got {sampler!r}")
-    for name, value in (("guidance_scale", guidance_scale), ("guidance_rescale", guidance_rescale)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    check_guidance(guidance_scale)
+    if isinstance(guidance_rescale, bool) or not isinstance(guidance_rescale, (int, float)) \
+            or not 0.0 <= guidance_rescale <= 1.0:
+        raise ConfigError(f"guidance_rescale must be a number in [0, 1], got {guidance_rescale!r}")
 
 
 class DiffusionPipeline:

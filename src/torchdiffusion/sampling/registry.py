@@ -182,6 +182,33 @@ DEFAULT_STEPS = 50
 DEFAULT_GUIDANCE = 2.0  # classifier-free guidance scale w of generation (1 = plain conditional, 0 = unconditional)
 
 
+# Other tools' spellings of the same samplers (ComfyUI's KSampler names, k-diffusion's sample_*,
+# InvokeAI's k_*, short forms people type); each maps to the registry entry that computes the same thing.
+SAMPLER_ALIASES = {
+    "euler a": "Euler a", "euler ancestral": "Euler a", "k euler a": "Euler a", "k euler": "Euler",
+    "k heun": "Heun", "k lms": "LMS", "pndm": "PLMS", "k dpmpp 2m": "DPM++ 2M", "dpm++ 2m sde": "DPM++ 2M SDE",
+    "dpmpp 2m karras": "DPM++ 2M Karras", "dpmpp 2m sde karras": "DPM++ 2M SDE Karras",
+    "dpmpp sde": "DPM++ 2M SDE", "dpm++ sde": "DPM++ 2M SDE", "dpmpp sde karras": "DPM++ 2M SDE Karras",
+    "dpm++ sde karras": "DPM++ 2M SDE Karras", "dpmpp 3m sde karras": "DPM++ 3M SDE Karras",
+    "uni pc": "UniPC bh1", "uni pc bh2": "UniPC", "unipc bh2": "UniPC", "dpm solver++": "DPM++ 2M",
+    "dpmsolver++": "DPM++ 2M", "dpm solver": "DPM++ 2M", "adams": "ABM", "adams bashforth moulton": "ABM",
+}
+# Names of samplers other tools have and torchdiffusion does not, with the nearest one we have.
+_NOT_HERE = {"dpm2": "Heun", "dpm2 a": "Euler a", "dpm 2": "Heun", "dpm 2 ancestral": "Euler a",
+             "dpm2 karras": "Heun Karras", "dpm2 a karras": "Euler a", "dpm fast": "DPM++ 2M",
+             "dpm adaptive": "DPM++ 2M", "restart": "Heun Karras", "deis": "UniPC", "lcm": "DDIM",
+             "dpmpp 2s ancestral": "Euler a", "dpm++ 2s a": "Euler a", "dpm++ 2s a karras": "Euler a",
+             "ipndm": "PLMS", "res multistep": "DPM++ 2M"}
+
+
+def _lookup_key(name) -> str:
+    key = _key(name)
+    for prefix in ("sample ", "k "):  # k-diffusion's sample_euler, InvokeAI's k_euler
+        if key.startswith(prefix) and key not in SAMPLER_ALIASES and key[len(prefix):] in _LOOKUP:
+            return key[len(prefix):]
+    return _key(SAMPLER_ALIASES.get(key, key))
+
+
 _LOOKUP = {_key(name): spec for name, spec in SAMPLER_REGISTRY.items()}
 
 
@@ -191,7 +218,12 @@ def resolve_sampler(name: str) -> SamplerSpec:
     :class:`ConfigError` listing the valid ones."""
     if isinstance(name, SamplerSpec):
         return name
-    spec = _LOOKUP.get(_key(name))
+    if not isinstance(name, str):
+        raise ConfigError(f"a sampler is given by name (a string), got {name!r}")
+    spec = _LOOKUP.get(_lookup_key(name))
+    if spec is None and _key(name) in _NOT_HERE:
+        raise ConfigError(f"sampler {name!r} (of other tools) is not in torchdiffusion; the nearest we have is "
+                          f"{_NOT_HERE[_key(name)]!r} (`torchdiffusion samplers` lists them all)")
     if spec is None:
         familiar = [row[0] for row in _REGISTRY_ROWS]
         raise ConfigError(f"unknown sampler {name!r}; valid samplers: {', '.join(familiar)} "

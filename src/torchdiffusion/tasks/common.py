@@ -34,7 +34,7 @@ from torchdiffusion.io.images import as_images, as_mask, check_size
 from torchdiffusion.pipeline import DiffusionPipeline
 from torchdiffusion.sampling.grids import check_sigma, strength_to_sigma
 from torchdiffusion.sampling.grids import task_sigmas as grid_task_sigmas
-from torchdiffusion.sampling.registry import resolve_sampler
+from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, resolve_sampler
 
 
 
@@ -131,12 +131,31 @@ def task_sigmas(denoiser, pipe, sampler: str, steps: int, sigma_start: float | N
     return grid_task_sigmas(denoiser, resolve_sampler(sampler).grid, steps, sigma_start)
 
 
+def task_classes(pipe, y: Tensor, class_labels=None, prompt=None, info: dict | None = None, *,
+                 known: Tensor | None = None, factor: int = 1):
+    """The class labels an editing task conditions on: ``class_labels`` as given; for a
+    class-conditional model given neither a class nor a prompt, the class the model itself sees
+    in the input ``y`` (pixels; :func:`torchdiffusion.tasks.classify.infer_class` with the task's
+    ``known`` pixels or low-resolution ``factor``), recorded in ``info['class_inferred']`` (one
+    index per image) and ``info['class_confidence']``. Anything else: None (no class)."""
+    if pipe is None or class_labels is not None or prompt is not None or pipe.config.conditioning != "class":
+        return class_labels
+    from torchdiffusion.tasks.classify import infer_class
+
+    labels, probs = infer_class(pipe, y, known=known, factor=factor)
+    if info is not None:
+        info["class_inferred"] = [int(c) for c in labels]
+        info["class_confidence"] = [round(float(p), 3) for p in probs.max(1).values]
+    return labels
+
+
 def conditioned(denoiser, pipe, n: int, class_labels=None, prompt=None, negative_prompt=None,
-                guidance_scale: float = 1.0, cond_image: Tensor | None = None):
+                guidance_scale: float = DEFAULT_GUIDANCE, cond_image: Tensor | None = None):
     """The denoiser D'(x, σ) for ``n`` images with their class label or prompt (classifier-free
     guidance with scale w, :class:`~torchdiffusion.denoiser.guidance.CFGDenoiser`) and an optional
     image condition. A class-conditional model without a label predicts unconditionally (its
-    null class); a text model without a prompt gets the empty prompt."""
+    null class; the tasks pass the class :func:`task_classes` infers instead); a text model
+    without a prompt gets the empty prompt."""
     extra = {"cond_image": cond_image}
     if pipe is None:
         if class_labels is not None or prompt is not None:

@@ -38,8 +38,9 @@ from torch import Tensor
 
 from torchdiffusion.errors import ConfigError
 from torchdiffusion.denoiser.wrappers import CountingDenoiser
+from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE
 from torchdiffusion.sampling.seeds import initial_noise, seeded_generators
-from torchdiffusion.tasks.common import (TaskResult, Wrapper, check_sigma, conditioned, model_channels, model_size, resolve, run_sampler, space_of, task_sigmas)
+from torchdiffusion.tasks.common import (TaskResult, Wrapper, check_sigma, conditioned, model_channels, model_size, resolve, run_sampler, space_of, task_classes, task_sigmas)
 from torchdiffusion.io.images import as_images, check_size
 
 
@@ -134,7 +135,7 @@ def fit_to_model(denoiser, pipe, x: Tensor, overlap: int):
 @torch.no_grad()
 def denoise(model, images, sigma: float | None = None, *, method: str = "mean", steps: int = 20,
             sampler: str = "ddpm", seed: int = 0, overlap: int = 8, class_labels=None, prompt=None,
-            guidance_scale: float = 1.0, sampler_kwargs: dict | None = None) -> TaskResult:
+            guidance_scale: float = DEFAULT_GUIDANCE, sampler_kwargs: dict | None = None) -> TaskResult:
     """Denoise ``images`` (N, C, H, W in [-1, 1], any size) with noise std ``sigma``
     (estimated per batch by :func:`estimate_sigma` when None).
 
@@ -156,9 +157,17 @@ def denoise(model, images, sigma: float | None = None, *, method: str = "mean", 
     sigma = check_sigma(denoiser, sigma, "sigma (the noise level of the image)")
     dev = pipe.device if pipe is not None else y.device
     tiled = fit_to_model(denoiser, pipe, y, overlap)  # inside the condition: it repeats per-image conditions per tile
+    info = {"sigma": pixel_sigma, "sigma_estimated": estimated, "method": method}
+    extra_nfe = 0
+    if pipe is not None and class_labels is None and prompt is None and pipe.config.conditioning == "class" \
+            and not space.latent and tuple(y.shape[-2:]) == (model_size(pipe),) * 2:
+        # the class the model sees in the unconditional posterior mean D(y, σ) (one more evaluation)
+        y_dev = y.to(pipe.device)
+        rough = tiled(y_dev, torch.full((y.shape[0],), sigma, device=pipe.device, dtype=y.dtype)).clamp(-1, 1)
+        extra_nfe = 1
+        class_labels = task_classes(pipe, rough, None, None, info)
     d = CountingDenoiser(conditioned(tiled, pipe, y.shape[0], class_labels, prompt, guidance_scale=guidance_scale))
     y = y.to(dev)
-    info = {"sigma": pixel_sigma, "sigma_estimated": estimated, "method": method}
     if space.latent:
         info["latent_sigma"] = sigma
     if method == "mean":
@@ -167,7 +176,7 @@ def denoise(model, images, sigma: float | None = None, *, method: str = "mean", 
         sigmas = task_sigmas(denoiser, pipe, sampler, steps, sigma_start=sigma)
         info["sigmas"] = sigmas
         out = run_sampler(sampler, d, y, sigmas, seeded_generators(seed, y.shape[0]), sampler_kwargs)
-    return TaskResult(space.to_pixels(out).cpu().clamp(-1, 1), d.nfe, info)
+    return TaskResult(space.to_pixels(out).cpu().clamp(-1, 1), d.nfe + extra_nfe, info)
 
 
 def latent_noise_level(space, y: Tensor, sigma: float, seed: int, dev) -> tuple[Tensor, float]:

@@ -22,17 +22,17 @@ from __future__ import annotations
 
 import torch
 
-from torchdiffusion.sampling.registry import DEFAULT_SAMPLER
+from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER
 from torchdiffusion.denoiser.wrappers import CountingDenoiser
 from torchdiffusion.sampling.seeds import initial_noise, seeded_generators
-from torchdiffusion.tasks.common import (TaskResult, check_strength, conditioned, model_channels, model_size, resolve, run_sampler, space_of, strength_to_sigma, task_sigmas, image_condition)
+from torchdiffusion.tasks.common import (TaskResult, check_strength, conditioned, model_channels, model_size, resolve, run_sampler, space_of, strength_to_sigma, task_classes, task_sigmas, image_condition)
 from torchdiffusion.io.images import as_images, check_size
 from torchdiffusion.errors import ConfigError
 
 
 @torch.no_grad()
 def img2img(model, images, strength: float = 0.5, *, steps: int = 50, sampler: str = DEFAULT_SAMPLER, seed: int = 0,
-            class_labels=None, prompt=None, negative_prompt=None, guidance_scale: float = 1.0,
+            class_labels=None, prompt=None, negative_prompt=None, guidance_scale: float = DEFAULT_GUIDANCE,
             sampler_kwargs: dict | None = None) -> TaskResult:
     """SDEdit ``images`` (N, C, H, W in [-1, 1], model size) at ``strength``; see the module
     docstring. ``info['sigma_start']`` is σ_s."""
@@ -48,6 +48,8 @@ def img2img(model, images, strength: float = 0.5, *, steps: int = 50, sampler: s
         return TaskResult(y.clone(), 0, {"strength": 0.0, "sigma_start": 0.0})
     dev = pipe.device if pipe is not None else torch.device("cpu")
     space = space_of(pipe)
+    info = {}
+    class_labels = task_classes(pipe, y.to(dev), class_labels, prompt, info)
     y = space.to_model(y.to(dev))
     gens = seeded_generators(seed, n)
     z = initial_noise(y.shape[1:], gens).to(dev)
@@ -61,4 +63,4 @@ def img2img(model, images, strength: float = 0.5, *, steps: int = 50, sampler: s
     d = CountingDenoiser(conditioned(denoiser, pipe, n, class_labels, prompt, negative_prompt, guidance_scale))
     out = space.to_pixels(run_sampler(sampler, d, x.to(dev), sigmas, gens, sampler_kwargs))
     return TaskResult(out.cpu().clamp(-1, 1), d.nfe, {"strength": s, "sigma_start": float(sigmas[0]),
-                                                       "sigmas": sigmas})
+                                                       "sigmas": sigmas, **info})

@@ -36,12 +36,12 @@ import math
 import torch
 from torch import Tensor
 
-from torchdiffusion.sampling.registry import DEFAULT_SAMPLER
+from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER
 from torchdiffusion.denoiser.image_conditions import inpaint_cond_image
 from torchdiffusion.errors import ConfigError
 from torchdiffusion.denoiser.wrappers import CountingDenoiser
 from torchdiffusion.sampling.seeds import initial_noise, seeded_generators
-from torchdiffusion.tasks.common import (TaskResult, Wrapper, conditioned, image_condition, model_channels, model_size, resolve, run_sampler, space_of, task_sigmas)
+from torchdiffusion.tasks.common import (TaskResult, Wrapper, conditioned, image_condition, model_channels, model_size, resolve, run_sampler, space_of, task_classes, task_sigmas)
 from torchdiffusion.io.images import as_images, as_mask, check_size
 
 
@@ -83,7 +83,7 @@ def repaint_schedule(sigmas: Tensor, jump: int, resample: int) -> list[tuple[Ten
 @torch.no_grad()
 def inpaint(model, images, mask, *, steps: int = 50, sampler: str = DEFAULT_SAMPLER, seed: int = 0,
             jump: int = 10, resample: int = 1, method: str = "auto", class_labels=None, prompt=None,
-            negative_prompt=None, guidance_scale: float = 1.0, sampler_kwargs: dict | None = None) -> TaskResult:
+            negative_prompt=None, guidance_scale: float = DEFAULT_GUIDANCE, sampler_kwargs: dict | None = None) -> TaskResult:
     """Fill the pixels where ``mask`` is 1 in ``images`` (N, C, H, W in [-1, 1], model size).
 
     ``method``: 'replace' (zero-shot RePaint replacement, any model), 'model' (a
@@ -112,6 +112,8 @@ def inpaint(model, images, mask, *, steps: int = 50, sampler: str = DEFAULT_SAMP
     y_m, hole_m = space.to_model(y), space.mask_to_model(hole)  # the model's space (latents for a latent model)
     n = y.shape[0]
     cond_image = inpaint_cond_image(y_m, hole_m) if method in ("model", "both") else None
+    info = {"method": method, "jump": jump, "resample": resample}
+    class_labels = task_classes(pipe, y, class_labels, prompt, info, known=1 - hole)
     d = conditioned(denoiser, pipe, n, class_labels, prompt, negative_prompt, guidance_scale, cond_image)
     gens = seeded_generators(seed, n)
     if method in ("replace", "both"):
@@ -125,4 +127,4 @@ def inpaint(model, images, mask, *, steps: int = 50, sampler: str = DEFAULT_SAMP
             a, b = float(seg[0]), float(seg[-1])
             x = x + math.sqrt(a * a - b * b) * initial_noise(y_m.shape[1:], gens).to(dev)
     out = (1 - hole) * y + hole * space.to_pixels(x).clamp(-1, 1)
-    return TaskResult(out.cpu(), d.nfe, {"method": method, "sigmas": sigmas, "jump": jump, "resample": resample})
+    return TaskResult(out.cpu(), d.nfe, {**info, "sigmas": sigmas})

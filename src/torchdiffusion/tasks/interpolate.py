@@ -10,9 +10,14 @@
   then sampled with a deterministic sampler (default DDIM) from σ_max slerp(z_a, z_b; t).
 * images: both images are DDIM-inverted to their latents (:mod:`.inversion`), the latents
   slerped, and decoded with DDIM on the same grid; t = 0 and t = 1 reconstruct the images.
-* conditions (classes or prompts): the same noise, decoded with the mixed denoiser
-  D_t = (1 - t) D(·| c_a) + t D(·| c_b), i.e. the guided predictions interpolated — works for
-  class labels and prompts alike without touching the network's embeddings.
+* classes: the same noise, decoded with the class *embedding* interpolated,
+  e_t = (1 - t) e(c_a) + t e(c_b) (the network takes class weights, :class:`~torchdiffusion.networks.unet.UNet`),
+  guided against the null class as usual — so every frame is a guided sample of one condition
+  and looks like a digit, where mixing two guided predictions gives a double exposure halfway.
+  A seed walk on a class model takes one class or one per end (default: the class the model
+  sees in each end's unconditional sample, :mod:`.classify`), interpolated the same way.
+* prompts: the same noise, decoded with the mixed denoiser D_t = (1 - t) D(·| c_a) + t D(·| c_b)
+  (the guided predictions interpolated; prompts of different token lengths have no common embedding).
 
 :func:`save_frames` writes a frame strip (PNG) and an animation (GIF or WebP by suffix).
 """
@@ -23,7 +28,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from torchdiffusion.sampling.registry import DEFAULT_SAMPLER
+from torchdiffusion.denoiser.guidance import CFGDenoiser, class_index
+from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER
 from torchdiffusion.errors import ConfigError
 from torchdiffusion.denoiser.wrappers import CountingDenoiser
 from torchdiffusion.sampling.seeds import initial_noise, seeded_generators
@@ -69,11 +75,41 @@ def _check_plain(pipe) -> None:
                           f"{image_condition(pipe)['kind']} model")
 
 
+def class_walk_weights(pipe, a, b, ts: Tensor) -> Tensor:
+    """(T, K + 1) class weights (1 - t) onehot(a) + t onehot(b) (the null class last, weight 0)."""
+    k = int(pipe.config.unet.num_classes)
+    ia, ib = class_index(pipe.config, a), class_index(pipe.config, b)
+    w = torch.zeros(len(ts), k + 1)
+    w[:, ia] += (1 - ts).float()
+    w[:, ib] += ts.float()
+    return w
+
+
+def _class_walk_denoiser(denoiser, pipe, weights: Tensor, guidance_scale: float):
+    null = torch.zeros_like(weights)
+    null[:, -1] = 1
+    dev = pipe.device
+    return CFGDenoiser(denoiser, {"class_labels": weights.to(dev)}, {"class_labels": null.to(dev)}, guidance_scale)
+
+
+def _pair(value):
+    """One condition for both ends, or (a, b)."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2:
+            raise ConfigError(f"give one class for both ends or one per end (two), got {len(value)}")
+        return tuple(value)
+    return value, value
+
+
 @torch.no_grad()
 def interpolate_seeds(model, seed_a: int, seed_b: int, frames: int = 8, *, steps: int = 50, sampler: str = DEFAULT_SAMPLER,
-                      class_labels=None, prompt=None, guidance_scale: float = 1.0) -> TaskResult:
+                      class_labels=None, prompt=None, guidance_scale: float = DEFAULT_GUIDANCE) -> TaskResult:
     """``frames`` images along the slerp from seed_a's noise to seed_b's (ends are the
-    images :meth:`DiffusionPipeline.generate` gives for those seeds with a deterministic sampler)."""
+    images :meth:`DiffusionPipeline.generate` gives for those seeds with a deterministic sampler).
+
+    On a class model, ``class_labels`` is one class or a pair (one per end, the embedding
+    interpolated along the walk); None: the class the model sees in each end's unconditional
+    sample (``info['class_inferred']``)."""
     denoiser, pipe = resolve(model)
     _check_plain(pipe)
     if pipe is None:
@@ -85,9 +121,25 @@ def interpolate_seeds(model, seed_a: int, seed_b: int, frames: int = 8, *, steps
     zb = initial_noise(shape, seeded_generators(seed_b, 1)).expand(len(ts), *shape)
     sigmas = task_sigmas(denoiser, pipe, sampler, steps)
     x = slerp(za, zb, ts) * float(sigmas[0])
-    d = CountingDenoiser(conditioned(denoiser, pipe, len(ts), class_labels, prompt, guidance_scale=guidance_scale))
+    info = {"t": ts}
+    ends_nfe = 0
+    if pipe.config.conditioning == "class" and prompt is None and guidance_scale != 0:
+        if class_labels is None:  # the class each end leans to without a condition
+            from torchdiffusion.tasks.classify import infer_class
+
+            d_u = CountingDenoiser(conditioned(denoiser, pipe, 2, None, None, guidance_scale=1.0))
+            ends = run_sampler(sampler, d_u, torch.cat([x[:1], x[-1:]]).to(pipe.device), sigmas,
+                               seeded_generators(seed_a, 2))
+            labels, _ = infer_class(pipe, space.to_pixels(ends).clamp(-1, 1))
+            ends_nfe = d_u.nfe
+            class_labels = [int(c) for c in labels]
+            info["class_inferred"] = class_labels
+        a, b = _pair(class_labels)
+        d = CountingDenoiser(_class_walk_denoiser(denoiser, pipe, class_walk_weights(pipe, a, b, ts), guidance_scale))
+    else:
+        d = CountingDenoiser(conditioned(denoiser, pipe, len(ts), class_labels, prompt, guidance_scale=guidance_scale))
     out = space.to_pixels(run_sampler(sampler, d, x.to(pipe.device), sigmas, seeded_generators(seed_a, len(ts))))
-    return TaskResult(out.cpu().clamp(-1, 1), d.nfe, {"t": ts})
+    return TaskResult(out.cpu().clamp(-1, 1), d.nfe + ends_nfe, info)
 
 
 @torch.no_grad()
@@ -114,20 +166,25 @@ def interpolate_images(model, image_a, image_b, frames: int = 8, *, steps: int =
 
 @torch.no_grad()
 def interpolate_conditions(model, cond_a: dict, cond_b: dict, frames: int = 8, *, seed: int = 0, steps: int = 50,
-                           sampler: str = DEFAULT_SAMPLER, guidance_scale: float = 1.0) -> TaskResult:
+                           sampler: str = DEFAULT_SAMPLER, guidance_scale: float = DEFAULT_GUIDANCE) -> TaskResult:
     """``frames`` images from one seed's noise between two conditions, each a dict with
-    ``class_labels`` or ``prompt`` (and optionally ``negative_prompt``)."""
+    ``class_labels`` (one class: the embedding is interpolated) or ``prompt`` (and optionally
+    ``negative_prompt``; the guided predictions are mixed)."""
     denoiser, pipe = resolve(model)
     _check_plain(pipe)
     if pipe is None:
         raise ConfigError("interpolate_conditions needs a DiffusionPipeline")
     ts = _ts(frames)
     n = len(ts)
-    d_a = conditioned(denoiser, pipe, n, cond_a.get("class_labels"), cond_a.get("prompt"),
-                      cond_a.get("negative_prompt"), guidance_scale)
-    d_b = conditioned(denoiser, pipe, n, cond_b.get("class_labels"), cond_b.get("prompt"),
-                      cond_b.get("negative_prompt"), guidance_scale)
-    d = CountingDenoiser(MixedDenoiser(d_a, d_b, ts))
+    ca, cb = cond_a.get("class_labels"), cond_b.get("class_labels")
+    if ca is not None and cb is not None and pipe.config.conditioning == "class" \
+            and not isinstance(ca, (list, tuple, Tensor)) and not isinstance(cb, (list, tuple, Tensor)):
+        d = CountingDenoiser(_class_walk_denoiser(denoiser, pipe, class_walk_weights(pipe, ca, cb, ts),
+                                                  guidance_scale))
+    else:
+        d_a = conditioned(denoiser, pipe, n, ca, cond_a.get("prompt"), cond_a.get("negative_prompt"), guidance_scale)
+        d_b = conditioned(denoiser, pipe, n, cb, cond_b.get("prompt"), cond_b.get("negative_prompt"), guidance_scale)
+        d = CountingDenoiser(MixedDenoiser(d_a, d_b, ts))
     sigmas = task_sigmas(denoiser, pipe, sampler, steps)
     space = space_of(pipe)
     x = initial_noise(pipe.latent_shape, seeded_generators(seed, 1)).expand(n, *pipe.latent_shape) * float(sigmas[0])

@@ -36,12 +36,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from torchdiffusion.sampling.registry import DEFAULT_SAMPLER
+from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER
 from torchdiffusion.denoiser.image_conditions import downsample, sr_cond_image, upsample_bicubic, upsample_nearest
 from torchdiffusion.errors import ConfigError
 from torchdiffusion.denoiser.wrappers import CountingDenoiser
 from torchdiffusion.sampling.seeds import initial_noise, seeded_generators
-from torchdiffusion.tasks.common import (TaskResult, Wrapper, conditioned, image_condition, model_channels, model_size, resolve, run_sampler, space_of, task_sigmas)
+from torchdiffusion.tasks.common import (TaskResult, Wrapper, conditioned, image_condition, model_channels, model_size, resolve, run_sampler, space_of, task_classes, task_sigmas)
 from torchdiffusion.io.images import as_images
 from torchdiffusion.tasks.img2img import img2img
 
@@ -75,7 +75,7 @@ def project_in_range(x: Tensor, lowres: Tensor, factor: int, iters: int = 100) -
 @torch.no_grad()
 def upscale(model, lowres, factor: int | None = None, *, steps: int = 50, sampler: str = DEFAULT_SAMPLER, seed: int = 0,
             method: str = "auto", aug_level: float = 0.0, strength: float = 0.5, class_labels=None, prompt=None,
-            guidance_scale: float = 1.0, sampler_kwargs: dict | None = None) -> TaskResult:
+            guidance_scale: float = DEFAULT_GUIDANCE, sampler_kwargs: dict | None = None) -> TaskResult:
     """Super-resolve ``lowres`` (N, C, h, w in [-1, 1]) by ``factor`` to the model's size.
 
     ``method``: 'sr3' (a model trained with --task superres), 'projection' (zero-shot DDNM
@@ -124,6 +124,10 @@ def upscale(model, lowres, factor: int | None = None, *, steps: int = 50, sample
     if method == "sr3" and not 0.0 <= float(aug_level) <= float(cfg.get("aug_max", 1.0)):
         raise ConfigError(f"aug_level must be in [0, {cfg.get('aug_max', 1.0)}] (the levels the model was trained "
                           f"on), got {aug_level}")
+    info = {}
+    if kind is None:  # a class model without a class: the class the model sees in y
+        class_labels = task_classes(pipe, y.to(pipe.device if pipe is not None else y.device), class_labels, prompt,
+                                    info, factor=factor)
     if method == "sdedit":
 
         r = img2img(pipe if pipe is not None else denoiser, upsample_bicubic(y, factor).clamp(-1, 1), strength,
@@ -131,7 +135,7 @@ def upscale(model, lowres, factor: int | None = None, *, steps: int = 50, sample
                     guidance_scale=guidance_scale, sampler_kwargs=sampler_kwargs)
         return TaskResult(project_in_range(r.images, y, factor), r.nfe,
                           {"method": method, "factor": factor, "strength": r.info["strength"],
-                           "sigmas": r.info.get("sigmas"), "aug_level": None})
+                           "sigmas": r.info.get("sigmas"), "aug_level": None, **info})
     dev = pipe.device if pipe is not None else torch.device("cpu")
     y = y.to(dev)
     n = y.shape[0]
@@ -151,4 +155,4 @@ def upscale(model, lowres, factor: int | None = None, *, steps: int = 50, sample
     if method == "projection":
         out = project_in_range(out, y, factor)
     return TaskResult(out.cpu(), d.nfe, {"method": method, "factor": factor, "sigmas": sigmas,
-                                         "aug_level": float(aug_level) if method == "sr3" else None})
+                                         "aug_level": float(aug_level) if method == "sr3" else None, **info})

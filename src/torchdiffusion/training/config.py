@@ -9,6 +9,9 @@ from torchdiffusion.denoiser.losses import WEIGHTINGS
 from torchdiffusion.errors import ConfigError
 
 
+DEFAULT_MINUTES = 8.0  # the training budget when neither --steps nor --minutes is given
+
+
 @dataclass
 class TrainConfig:
     """Training hyper-parameters; saved in every checkpoint's ``state.json``."""
@@ -17,7 +20,7 @@ class TrainConfig:
     out: str = "runs/mnist"
     vae: str | None = None  # a train-vae folder: train on its latents (latent.LatentTrainer)
     steps: int | None = None  # stop after this many optimizer steps …
-    minutes: float | None = None  # … or after this much training wall time (default 8 min)
+    minutes: float | None = None  # … or after this much training wall time (DEFAULT_MINUTES when neither)
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.0

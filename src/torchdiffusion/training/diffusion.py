@@ -33,7 +33,7 @@ from torchdiffusion.data import load_dataset
 from torchdiffusion.denoiser import image_conditions
 from torchdiffusion.training.ema import EMA
 from torchdiffusion.io.runs import CHECKPOINT_KIND, checkpoints_of, latest_checkpoint
-from torchdiffusion.training.config import TrainConfig
+from torchdiffusion.training.config import DEFAULT_MINUTES, TrainConfig
 from torchdiffusion.training.optim import load_optimizer, lr_at, optimizer_tensors, resolve_precision
 from torchdiffusion.errors import CheckpointError, ConfigError, TorchDiffusionError
 from torchdiffusion.io.images import save_grid
@@ -48,7 +48,9 @@ from torchdiffusion.diffusion.parameterization import Denoiser
 from torchdiffusion.evaluation.evaluate import TrainingEvaluator
 
 log = logging.getLogger("torchdiffusion")
-LOG_FIELDS = ["step", "elapsed_s", "loss", "lr", "grad_norm", "images_per_s", "nan_skipped"]
+# window_steps: the optimizer steps the row's loss and images/s average (--log-every, fewer in the first row
+# after a resume, which also has resumed = 1)
+LOG_FIELDS = ["step", "elapsed_s", "loss", "lr", "grad_norm", "images_per_s", "nan_skipped", "window_steps", "resumed"]
 
 
 class Trainer:
@@ -106,6 +108,8 @@ class Trainer:
         self.step = 0
         self.elapsed = 0.0
         self.nan_skipped = 0  # steps skipped for a non-finite loss or gradient, over the whole run
+        self.train_seconds = 0.0  # this session's time inside optimizer steps (not grids, evaluation, checkpoints)
+        self.session_steps = 0  # optimizer steps of this session (a resumed run counts from its resume)
 
     # --- checkpoints -------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
@@ -293,22 +297,28 @@ class Trainer:
         """
         cfg, main = self.cfg, self.dist.is_main
         if cfg.steps is None and cfg.minutes is None:
-            cfg.minutes = 8.0
+            cfg.minutes = DEFAULT_MINUTES
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
             log_fh, writer = self._open_log()
 
         evaluator = TrainingEvaluator.for_trainer(self) if main else None  # OUT/eval.csv, or None when off
-        bar = tqdm(total=cfg.steps, initial=self.step, desc="training", unit="step",
+        # the bar counts optimizer steps (its rate: steps/s of wall time, grids and evaluation included);
+        # its postfix shows images/s of the optimizer steps alone, the number log.csv has
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="training", unit=" steps",
                    disable=not (cfg.progress and main), dynamic_ncols=True)
-        window_loss, window_n, window_t0, window_start = 0.0, 0, time.perf_counter(), self.step
+        window_loss, window_n, window_t0, window_start = 0.0, 0, self.train_seconds, self.step
+        resumed_row = self.step > 0  # the first row after a resume is marked
         nan_run = 0  # consecutive skipped steps
         self.network.train()
         try:
             while not distributed.any_rank(self._budget_done(), self.dist, self.device):
                 t0 = time.perf_counter()
                 loss, grad_norm = self.train_step()
-                self.elapsed += time.perf_counter() - t0
+                dt_step = time.perf_counter() - t0
+                self.elapsed += dt_step
+                self.train_seconds += dt_step
+                self.session_steps += 1
                 if math.isfinite(loss):
                     nan_run = 0
                     window_loss += loss
@@ -328,16 +338,18 @@ class Trainer:
                     bar.total = int(cfg.minutes * 60 * self.step / max(self.elapsed, 1e-9))
                 bar.update(1)
                 if main and self.step % cfg.log_every == 0:
-                    dt = time.perf_counter() - window_t0
+                    dt = self.train_seconds - window_t0
                     ips = (self.step - window_start) * cfg.batch_size / max(dt, 1e-9)
                     mean_loss = window_loss / window_n if window_n else float("nan")
                     writer.writerow({"step": self.step, "elapsed_s": f"{self.elapsed:.2f}",
                                      "loss": f"{mean_loss:.5f}", "lr": f"{lr_at(self.step - 1, cfg):.3g}",
                                      "grad_norm": f"{grad_norm:.4f}", "images_per_s": f"{ips:.1f}",
-                                     "nan_skipped": self.nan_skipped})
+                                     "nan_skipped": self.nan_skipped, "window_steps": self.step - window_start,
+                                     "resumed": int(resumed_row)})
+                    resumed_row = False
                     log_fh.flush()
-                    bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{ips:.0f}")
-                    window_loss, window_n, window_t0, window_start = 0.0, 0, time.perf_counter(), self.step
+                    bar.set_postfix({"loss": f"{mean_loss:.4f}", "images/s": f"{ips:.0f}"})
+                    window_loss, window_n, window_t0, window_start = 0.0, 0, self.train_seconds, self.step
                 if main and self.step % cfg.sample_every == 0:
                     t0 = time.perf_counter()
                     self.sample_grid(self.out / "samples" / f"step-{self.step:07d}.png", cfg.sample_n, cfg.sample_steps)
@@ -366,10 +378,15 @@ class Trainer:
         if main:
             self.export_model(model_dir)
             grid = self.sample_grid(self.out / "samples.png", cfg.sample_n, cfg.final_steps)
-            log.info("trained %d steps in %.1f min; model in %s, samples in %s", self.step, self.elapsed / 60,
-                     model_dir, grid)
+            log.debug("trained %d steps in %.1f min; model in %s, samples in %s", self.step, self.elapsed / 60,
+                      model_dir, grid)  # the CLI prints the one summary line
         distributed.barrier(self.dist)
         return model_dir
+
+    @property
+    def images_per_s(self) -> float:
+        """Images per second of this session's optimizer steps (all processes together)."""
+        return self.session_steps * self.cfg.batch_size / max(self.train_seconds, 1e-9)
 
     def _checkpoint_all_ranks(self) -> None:
         if self.dist.is_main:

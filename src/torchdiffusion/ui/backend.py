@@ -27,6 +27,7 @@ from PIL import Image
 from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS
 from torchdiffusion import __version__
 from torchdiffusion.errors import ConfigError
+from torchdiffusion.denoiser.guidance import check_guidance
 from torchdiffusion.io.images import to_pil
 from torchdiffusion.ui.jobs import CancelToken, RequestQueue
 from torchdiffusion.ui.limits import UILimits
@@ -152,8 +153,7 @@ class Backend:
             raise ConfigError(f"seed must be between 0 and {MAX_SEED} (or -1 for a random one), got {seed}")
         if seed == -1:
             seed = random_seed()
-        if not 0 <= cfg <= 30:
-            raise ConfigError(f"guidance scale must be between 0 and 30, got {cfg}")
+        cfg = check_guidance(cfg)
         if not 0 <= rescale <= 1:
             raise ConfigError(f"guidance rescale must be between 0 and 1, got {rescale}")
         label = req.class_label if req.class_label not in ("", None) else None
