@@ -41,7 +41,12 @@ def _add_train(sub) -> None:
     b = p.add_argument_group("budget")
     b.add_argument("--minutes", type=float, default=None, help="training wall-time budget in minutes (default: 8 when --steps is not given)")
     b.add_argument("--steps", type=int, default=None, help="number of optimizer steps")
-    b.add_argument("--resume", action="store_true", help="continue OUT's run from its latest checkpoint")
+    b.add_argument("--resume", action="store_true",
+                   help="continue OUT's run from its latest checkpoint with its saved options (the budget, display "
+                        "and monitoring options may be given anew; others only with --override)")
+    b.add_argument("--override", action="append", default=[], metavar="OPTION",
+                   help="with --resume: take this option's new value although it changes the run (e.g. --override lr "
+                        "--lr 1e-3); repeatable")
     m = p.add_argument_group("model")
     m.add_argument("--base-channels", type=int, default=32, help="width of the first level (later levels: × --channel-mult)")
     m.add_argument("--channel-mult", type=_int_tuple, default=(1, 2, 2), help="width multiplier per level")
@@ -114,9 +119,14 @@ def cmd_train(args) -> int:
     train_cfg.eval_every, train_cfg.eval_n = args.eval_every, args.eval_n
     train_cfg.eval_steps, train_cfg.eval_features = args.eval_steps, args.eval_features
     train_cfg.validate()
+    import contextlib
+
+    from torchdiffusion.io.runs import RunLock
+
     dist_info = distributed.init(args.device)
     try:
-        return _run_training(args, train_cfg, dist_info)
+        with RunLock(args.out) if dist_info.is_main else contextlib.nullcontext():  # one trainer per --out
+            return _run_training(args, train_cfg, dist_info)
     finally:
         distributed.cleanup(dist_info)
 
@@ -130,8 +140,13 @@ def _run_training(args, train_cfg, dist_info) -> int:
 
     from torchdiffusion.io.runs import checkpoints_of
 
-    if args.resume and checkpoints_of(Path(args.out)):
-        trainer = prepare_run(None, train_cfg, resume=True, dist_info=dist_info)  # configs come from the checkpoint
+    if args.resume and checkpoints_of(Path(args.out)):  # the configs come from the checkpoint
+        given = {dest: getattr(train_cfg, dest) for dest in getattr(args, "given", ()) if hasattr(train_cfg, dest)}
+        if "no_progress" in getattr(args, "given", ()):
+            given["progress"] = False
+        check_model_options_on_resume(args, Path(args.out))
+        trainer = prepare_run(None, train_cfg, resume=True, dist_info=dist_info, given=given,
+                              overrides=set(args.override))
     else:
         if args.resume:  # killed before its first checkpoint: start it again from these arguments
             logging.getLogger("torchdiffusion").warning("%s: no checkpoint to resume from; starting a new run",
@@ -182,6 +197,45 @@ def _run_training(args, train_cfg, dist_info) -> int:
               f"wall with evaluation, export and the final grid); model: {model_dir}; samples: "
               f"{Path(trainer.cfg.out) / 'samples.png'}")
     return 0
+
+
+# train options that are part of the model config: a resumed run keeps its network
+_MODEL_OPTIONS = {"base_channels": lambda c: c.unet.base_channels, "channel_mult": lambda c: tuple(c.unet.channel_mult),
+                  "num_res_blocks": lambda c: c.unet.num_res_blocks, "dropout": lambda c: c.unet.dropout,
+                  "attention_resolutions": lambda c: tuple(c.unet.attention_resolutions),
+                  "schedule": lambda c: c.schedule.name, "timesteps": lambda c: c.schedule.num_timesteps,
+                  "parameterization": lambda c: c.parameterization, "condition": lambda c: c.conditioning}
+
+
+def check_model_options_on_resume(args, out: Path) -> None:
+    """Refuse model options typed with --resume that differ from the resumed model's config
+    (the saved weights have that shape; silently ignoring them would be a silent wrong result)."""
+    from torchdiffusion.denoiser.model import ModelConfig
+    from torchdiffusion.errors import ConfigError
+    from torchdiffusion.io.checkpoint import read_json
+    from torchdiffusion.io.runs import latest_checkpoint
+
+    given = getattr(args, "given", set())
+    folder = latest_checkpoint(out)
+    if folder is None or not given & (set(_MODEL_OPTIONS) | {"image_size", "channels", "task"}):
+        return
+    saved = ModelConfig.from_dict(read_json(folder, "config"))
+    checks = dict(_MODEL_OPTIONS)
+    latent = getattr(args, "vae", None) or (read_json(folder, "state").get("train_config") or {}).get("vae")
+    if not latent:  # a latent model's U-Net size is the latent size, not --image-size
+        checks["image_size"] = lambda c: c.unet.image_size
+        checks["channels"] = lambda c: c.unet.in_channels
+    checks["task"] = lambda c: (c.image_condition or {}).get("kind")
+    for dest, get in checks.items():
+        if dest not in given:
+            continue
+        value, old = getattr(args, dest), get(saved)
+        if dest == "condition" and value == "auto":
+            continue
+        if value != old:
+            flag = "--" + dest.replace("_", "-")
+            raise ConfigError(f"{flag} {value} differs from the resumed model's {old} ({folder}): a resumed run keeps "
+                              f"its network and schedule; leave {flag} out, or start a new run with another --out")
 
 
 def resolve_auto_condition(dataset, task: str | None) -> str:
@@ -362,17 +416,46 @@ def _refuse_empty_values(parser: argparse.ArgumentParser, args) -> None:
     sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
     cmd = sub.choices.get(getattr(args, "command", None)) if sub is not None else None
     for action in (cmd._actions if cmd is not None else []):
-        if action.nargs is None and getattr(args, action.dest, None) == []:
+        if action.nargs is None and not isinstance(action, argparse._AppendAction) \
+                and getattr(args, action.dest, None) == []:
             cmd.error(f"argument {'/'.join(action.option_strings)}: expected one value")
+
+
+def given_options(parser: argparse.ArgumentParser, args, argv: list[str]) -> set[str]:
+    """The ``dest`` of every option typed on the command line of ``args.command`` (so that a
+    resumed run can tell a restated option from an argparse default); unique prefixes count."""
+    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    cmd = sub.choices.get(getattr(args, "command", None)) if sub is not None else None
+    if cmd is None:
+        return set()
+    options = {opt: a.dest for a in cmd._actions for opt in a.option_strings}
+    given = set()
+    for token in argv:
+        if token == "--":
+            break
+        if not token.startswith("--"):
+            continue
+        name = token.split("=", 1)[0]
+        matches = {options[name]} if name in options else {d for o, d in options.items() if o.startswith(name)}
+        if len(matches) == 1:
+            given |= matches
+    return given
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     _refuse_empty_values(parser, args)
+    args.given = given_options(parser, args, argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    from torchdiffusion.training.signals import TrainingStopped
+
     try:
         return args.func(args)
+    except TrainingStopped as exc:  # a signal asked the run to stop; its checkpoint is written
+        print(f"torchdiffusion {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
     except TorchDiffusionError as exc:
         print(f"torchdiffusion {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -80,6 +80,17 @@ def cmd_train_vae(args) -> int:
                          device=args.device, sample_every=args.sample_every, checkpoint_every=args.checkpoint_every,
                          log_every=args.log_every, progress=not args.no_progress)
     cfg.validate()
+    from torchdiffusion.io.runs import RunLock
+
+    with RunLock(args.out):  # one trainer per --out
+        return _train_vae(args, cfg)
+
+
+def _train_vae(args, cfg) -> int:
+    from torchdiffusion.networks.autoencoder import LAYOUTS, AutoencoderConfig
+    from torchdiffusion.data import load_dataset
+    from torchdiffusion.training.autoencoder import load_vae_data, prepare_vae_run
+
     if args.resume:
         trainer = prepare_vae_run(None, cfg, resume=True)
     else:

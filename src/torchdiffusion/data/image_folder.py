@@ -37,6 +37,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from torchdiffusion.data.dataset import ImageDataset
+from torchdiffusion.io.checkpoint import MAX_JSON_DEPTH, json_depth
+from torchdiffusion.io.images import MAX_IMAGE_PIXELS
 from torchdiffusion.errors import ConfigError, DataError
 
 log = logging.getLogger("torchdiffusion")
@@ -202,6 +204,11 @@ def _decode(path: str, size: int, channels: int | None) -> _Decoded:
         if os.path.getsize(path) == 0:
             return _Decoded(reason="empty file (0 bytes)")
         with Image.open(path) as im:
+            w, h = im.size
+            if w * h > MAX_IMAGE_PIXELS:  # from the header, before any decoding
+                return _Decoded(reason=f"{w}×{h} = {w * h / 1e6:.1f} megapixels is over the "
+                                       f"{MAX_IMAGE_PIXELS / 1e6:g}-megapixel decoding limit "
+                                       "(TORCHDIFFUSION_MAX_IMAGE_PIXELS)")
             if im.format == "JPEG":
                 # Let libjpeg decode at a reduced scale (DCT scaling) when the file is much
                 # bigger than needed; both sides stay >= 2 * size, so quality is unaffected.
@@ -269,9 +276,13 @@ def _read_metadata(jsonl: str) -> dict[str, str]:
         if not line.strip():
             continue
         try:
+            if json_depth(line) > MAX_JSON_DEPTH:
+                raise ValueError(f"nests deeper than {MAX_JSON_DEPTH} levels")
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(f"{jsonl}: line {lineno} is not valid JSON ({exc.msg})") from None
+        except (ValueError, RecursionError) as exc:
+            raise DataError(f"{jsonl}: line {lineno} is not a caption record ({exc})") from None
         if not isinstance(row, dict):
             raise DataError(f"{jsonl}: line {lineno} must be a JSON object with \"file_name\" and \"text\"")
         file_name = row.get("file_name")

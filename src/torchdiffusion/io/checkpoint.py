@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -177,10 +178,7 @@ def verify_checkpoint(folder: Path, kind: str | None = None) -> dict:
     mpath = folder / MANIFEST
     if not mpath.is_file():
         raise CheckpointError(f"{folder}: not a torchdiffusion checkpoint (no {MANIFEST})")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{mpath}: unreadable manifest ({exc})") from None
+    manifest = load_json_file(mpath, "manifest", expect=None)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"{mpath}: not a torchdiffusion manifest")
     version = manifest.get("format_version")
@@ -215,12 +213,65 @@ def read_tensors(folder: Path, name: str) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
 
 
-def read_json(folder: Path, name: str) -> dict:
-    path = Path(folder) / f"{name}.json"
+MAX_JSON_BYTES = 16 << 20  # a config, state or index file is a few KB; anything this big is not ours
+MAX_JSON_DEPTH = 32  # ours nest at most 5 levels; deeper input would exhaust Python's recursion
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of ``[``/``{`` in JSON ``text`` (brackets inside strings ignored)."""
+    depth = deepest = 0
+    in_string = escape = False
+    for ch in text:
+        if in_string:
+            if escape:
+                escape = False
+            elif ch == "\\":
+                escape = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def load_json_file(path: Path, what: str = "JSON file", error=CheckpointError, max_bytes: int = MAX_JSON_BYTES,
+                   max_depth: int = MAX_JSON_DEPTH, expect=dict):
+    """The JSON value in ``path``, of type ``expect``; size, nesting depth, encoding and syntax
+    checked first, so a hostile file gives ``error`` naming it and what is wrong, never a
+    RecursionError, a MemoryError or a traceback."""
+    path = Path(path)
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: not a readable JSON file ({exc})") from None
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise error(f"{path}: {what} is {size:,} bytes, over the {max_bytes:,}-byte limit")
+        with open(path, "rb") as fh:
+            raw = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise error(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+    if len(raw) > max_bytes:
+        raise error(f"{path}: {what} is over the {max_bytes:,}-byte limit")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: {what} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if json_depth(text) > max_depth:
+        raise error(f"{path}: {what} nests deeper than {max_depth} levels; not a torchdiffusion file")
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, RecursionError, ValueError) as exc:
+        raise error(f"{path}: {what} is not valid JSON ({exc})") from None
+    if expect is not None and not isinstance(value, expect):
+        raise error(f"{path}: {what} holds a JSON {type(value).__name__}, expected an object")
+    return value
+
+
+def read_json(folder: Path, name: str) -> dict:
+    return load_json_file(Path(folder) / f"{name}.json", f"{name}.json")
 
 
 def load_state_dict_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
@@ -240,3 +291,55 @@ def load_state_dict_strict(module: torch.nn.Module, state: dict[str, torch.Tenso
             parts.append(f"{len(wrong)} of another shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)})")
         raise CheckpointError(f"{source}: weights are from another model: " + "; ".join(parts))
     module.load_state_dict(state)
+
+
+MAX_STEP = 10**12  # no run takes a trillion optimizer steps; a larger count is a damaged or forged file
+
+
+def check_state(folder: Path, state: dict, optimizers: tuple[str, ...] = ("optimizer",),
+                counts: tuple[str, ...] = ("step", "ema_updates")) -> dict:
+    """A checkpoint's ``state.json`` checked like ``config.json``: every key the trainer reads
+    is present and of its type and range, or a :class:`CheckpointError` names the key."""
+    path = Path(folder) / "state.json"
+
+    def bad(key, why):
+        raise CheckpointError(f"{path}: {key!r} {why}; the checkpoint is damaged (resume from another one, or "
+                              "start a new run)")
+    for key in counts:
+        v = state.get(key)
+        if key not in state:
+            bad(key, "is missing")
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_STEP:
+            bad(key, f"must be a whole number from 0 to {MAX_STEP:.0e}, got {v!r}")
+    v = state.get("elapsed_s")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        bad("elapsed_s", f"must be a finite number of seconds ≥ 0, got {v!r}")
+    v = state.get("nan_skipped", 0)
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_STEP:
+        bad("nan_skipped", f"must be a whole number ≥ 0, got {v!r}")
+    for key in optimizers:
+        meta = state.get(key)
+        if not isinstance(meta, dict) or not isinstance(meta.get("param_groups"), list):
+            bad(key, "must be an object with the optimizer's 'param_groups'")
+    if not isinstance(state.get("train_config"), dict):
+        bad("train_config", "must be an object with the run's training options")
+    return state
+
+
+def restore_rng(folder: Path, rng: dict, generator: torch.Generator) -> None:
+    """Set the run's data generator and the global CPU generator from a checkpoint's
+    ``rng.safetensors``, or raise a :class:`CheckpointError` (a state of the wrong size or type
+    would otherwise be a RuntimeError from torch, or silently another random stream)."""
+    path = Path(folder) / "rng.safetensors"
+    for key in ("generator", "torch_cpu"):
+        t = rng.get(key)
+        if t is None:
+            raise CheckpointError(f"{path}: the random state {key!r} is missing")
+        if t.dtype != torch.uint8 or t.ndim != 1 or t.numel() != generator.get_state().numel():
+            raise CheckpointError(f"{path}: the random state {key!r} is not a CPU generator state "
+                                  f"({t.dtype}, {tuple(t.shape)})")
+    try:
+        generator.set_state(rng["generator"])
+        torch.set_rng_state(rng["torch_cpu"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: unusable random state ({exc})") from None

@@ -4,7 +4,9 @@ process at exact places: inside a step, between the files of a checkpoint, durin
 Inert unless the environment variable ``TORCHDIFFUSION_FAULT`` is set, as a comma-separated
 list of ``NAME:N`` entries: the process sends itself SIGKILL (no clean-up, no ``finally``, no
 flush, like the OOM killer or a pulled plug) the N-th time it reaches the point ``NAME``.
-``NAME:N:sleep=S`` sleeps S seconds there instead, to hold a window open for a timed kill.
+``NAME:N:sleep=S`` sleeps S seconds there instead, to hold a window open for a timed kill;
+``NAME:N:signal=TERM`` (or INT, HUP) sends that signal instead, so a graceful stop is tested at
+an exact step rather than at a moment.
 
 Points in the code (each reached once per occurrence):
 
@@ -37,5 +39,8 @@ def point(name: str) -> None:
             continue
         if len(parts) > 2 and parts[2].startswith("sleep="):
             time.sleep(float(parts[2].split("=", 1)[1]))
+            continue
+        if len(parts) > 2 and parts[2].startswith("signal="):
+            os.kill(os.getpid(), getattr(signal, "SIG" + parts[2].split("=", 1)[1].upper()))
             continue
         os.kill(os.getpid(), signal.SIGKILL)

@@ -15,6 +15,27 @@ from torchdiffusion.errors import ConfigError, DataError
 from torchdiffusion.io import faults
 
 
+# The one decoding guard: no image is decoded whose header declares more pixels than this (a
+# 343 KB PNG can declare 9,400 × 9,400 RGBA: 354 MB decoded, several GB in intermediate copies).
+# Pillow's own guard (MAX_IMAGE_PIXELS, an error only above twice it) is set to the same figure.
+MAX_IMAGE_PIXELS = int(os.environ.get("TORCHDIFFUSION_MAX_IMAGE_PIXELS", 40_000_000))
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
+
+def check_pixels(im: Image.Image, where: str, limit: int = MAX_IMAGE_PIXELS) -> None:
+    """Refuse, from the header alone (before any decoding), an image larger than ``limit`` pixels."""
+    w, h = im.size
+    if w * h > limit:
+        raise DataError(f"{where}: {w}×{h} = {w * h / 1e6:.1f} megapixels is over the {limit / 1e6:g}-megapixel "
+                        "decoding limit (set TORCHDIFFUSION_MAX_IMAGE_PIXELS to raise it)")
+
+
+def safe_name(path) -> str:
+    """A file name fit for a one-line message: control characters (newline, ESC, …) escaped."""
+    text = str(path)
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 def to_uint8(x: Tensor) -> Tensor:
     """[-1, 1] float (N, C, H, W) → uint8, rounding to nearest."""
     return ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
@@ -97,13 +118,14 @@ def _read(item, name: str, mode: str | None = None):
     if isinstance(item, (str, Path)):
         path = Path(item)
         if not path.is_file():
-            raise DataError(f"{name} {path}: no such file")
+            raise DataError(f"{name} {safe_name(path)}: no such file")
         try:
             with Image.open(path) as img:
+                check_pixels(img, f"{name} {safe_name(path)}")
                 img.load()
                 return img.copy()
         except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
-            raise DataError(f"{name} {path}: not a readable image ({exc})") from None
+            raise DataError(f"{name} {safe_name(path)}: not a readable image ({exc})") from None
     return item
 
 

@@ -19,7 +19,7 @@ import logging
 import re
 from pathlib import Path
 
-from torchdiffusion.errors import CheckpointError
+from torchdiffusion.errors import CheckpointError, ConfigError
 from torchdiffusion.io.checkpoint import read_json, verify_checkpoint
 
 log = logging.getLogger("torchdiffusion.io")
@@ -114,3 +114,57 @@ def _latent_checkpoint(path: Path) -> Path | None:
     except (CheckpointError, KeyError, TypeError, AttributeError):
         return None
     return ckpt if vae else None
+
+
+LOCK_FILE = ".lock"
+_held: dict[str, object] = {}  # run folders this process holds, resolved path → open lock file
+
+
+class RunLock:
+    """An advisory lock on a run folder (``OUT/.lock``, ``fcntl.flock``), held while a trainer
+    writes there: a second trainer on the same ``--out`` (a new run, or its ``--resume``) is
+    refused at once with the holder's PID, instead of both pruning each other's checkpoints and
+    replacing each other's log. The kernel releases the lock when its process dies in any way
+    (SIGKILL included), so a lock left by a dead run is never stale; the PID written in the file
+    is only for the message. Re-entrant within one process. Where ``fcntl`` does not exist
+    (Windows) the lock is a no-op."""
+
+    def __init__(self, out):
+        self.out = Path(out)
+        self._fh = None
+        self._key = None
+
+    def __enter__(self) -> "RunLock":
+        import os
+
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return self
+        self.out.mkdir(parents=True, exist_ok=True)
+        key = str(self.out.resolve())
+        if key in _held:
+            return self
+        path = self.out / LOCK_FILE
+        fh = open(path, "a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip()[:200] or "another process"
+            fh.close()
+            raise ConfigError(f"{self.out} is in use by another training process ({holder}); wait for it to "
+                              "finish or stop it (Ctrl-C or kill: it saves a checkpoint), or choose another --out")
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"PID {os.getpid()}")
+        fh.flush()
+        _held[key] = fh
+        self._fh, self._key = fh, key
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fh is not None:
+            _held.pop(self._key, None)
+            self._fh.close()  # closing releases the flock
+            self._fh = None

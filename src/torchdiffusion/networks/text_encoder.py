@@ -183,7 +183,9 @@ class MiniLMEncoder(TextEncoder):
                 raise MissingDependencyError(f"text encoder file {f} is missing; reinstall with `{MINILM_INSTALL}`")
         config = {}
         if (folder / "config.json").is_file():
-            config = json.loads((folder / "config.json").read_text())
+            from torchdiffusion.io.checkpoint import load_json_file
+
+            config = load_json_file(folder / "config.json", "text encoder config", error=ConfigError)
         max_pos = int(config.get("max_position_embeddings", 512))
         if not 2 <= max_length <= max_pos:
             raise ConfigError(f"max_length must be in [2, {max_pos}], got {max_length}")

@@ -27,7 +27,7 @@ from torchdiffusion.denoiser.model import ModelConfig, build_denoiser
 from torchdiffusion.denoiser.space import check_unet_matches_vae
 from torchdiffusion.diffusion.parameterization import Denoiser
 from torchdiffusion.errors import CheckpointError, ConfigError
-from torchdiffusion.io.checkpoint import (FORMAT, FORMAT_VERSION, atomic_write_text, load_state_dict_strict,
+from torchdiffusion.io.checkpoint import (FORMAT, FORMAT_VERSION, atomic_write_text, load_json_file, load_state_dict_strict,
                                          read_json, read_tensors, verify_checkpoint, write_checkpoint)
 from torchdiffusion.io.runs import (AUTOENCODER_KIND, MODEL_KIND, PIPELINE_CLASS, PIPELINE_INDEX,
                                     find_autoencoder_folder, find_latent_pipeline, find_model_folder)
@@ -108,19 +108,22 @@ def save_pipeline(folder: str | Path, denoiser: Denoiser, config: ModelConfig, v
 
 
 def _load_pipeline_folder(folder: Path, device: str) -> tuple[Denoiser, ModelConfig, Autoencoder]:
-    try:
-        index = json.loads((folder / PIPELINE_INDEX).read_text())
-        components = index["components"]
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{folder / PIPELINE_INDEX}: unreadable pipeline index ({exc})") from None
+    index = load_json_file(folder / PIPELINE_INDEX, "pipeline index")
+    components = index.get("components")
+    if not isinstance(components, dict):
+        raise CheckpointError(f"{folder / PIPELINE_INDEX}: the pipeline index has no 'components' object")
     if index.get("_class_name") != PIPELINE_CLASS:
         raise CheckpointError(f"{folder / PIPELINE_INDEX}: holds a {index.get('_class_name')!r}, "
                               f"expected a {PIPELINE_CLASS}")
 
     def component(name: str) -> Path:
         sub = components.get(name)
-        if not sub or not (folder / sub).is_dir():
+        if not sub or not isinstance(sub, str) or not (folder / sub).is_dir():
             raise CheckpointError(f"{folder}: pipeline component {name!r} is missing (expected {folder / name}/)")
+        path = (folder / sub).resolve()
+        if path.parent != folder.resolve():  # a component is a sub-folder of the pipeline folder, nothing else
+            raise CheckpointError(f"{folder / PIPELINE_INDEX}: component {name!r} points outside the pipeline "
+                                  f"folder ({sub!r})")
         return folder / sub
 
     vae_dir, unet_dir = component("vae"), component("unet")
@@ -134,11 +137,7 @@ def _load_pipeline_folder(folder: Path, device: str) -> tuple[Denoiser, ModelCon
         raise type(exc)(f"pipeline component 'unet': {exc}") from None
     if config.conditioning == "text":
         enc_dir = component("text_encoder")
-        try:
-            config.text_encoder = json.loads((enc_dir / "config.json").read_text())
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CheckpointError(f"pipeline component 'text_encoder': {enc_dir / 'config.json'}: "
-                                  f"unreadable ({exc})") from None
+        config.text_encoder = load_json_file(enc_dir / "config.json", "text encoder config")
     check_unet_matches_vae(config.unet, vae.config, where=str(unet_dir))
     return denoiser, config, vae
 

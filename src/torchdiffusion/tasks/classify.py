@@ -25,12 +25,15 @@ unconditional branch.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from torchdiffusion.denoiser.image_conditions import downsample
 from torchdiffusion.errors import ConfigError
+from torchdiffusion.pipeline import DiffusionPipeline
 from torchdiffusion.sampling.seeds import initial_noise, seeded_generators
 
 CLASSIFIER_SIGMAS = (0.5, 1.0, 2.0)  # noise levels of the class decision (pixels in [-1, 1])
@@ -90,10 +93,8 @@ def infer_class(model, y: Tensor, *, known: Tensor | None = None, factor: int = 
     (N, C, H, W in [-1, 1], pixels of a pixel model; see :func:`class_errors` for ``known`` and
     ``factor``). The probabilities are softmax(−error / T) with T the mean spread of the errors,
     a confidence to show, not a calibrated posterior."""
-    from torchdiffusion.tasks.common import resolve
-
-    denoiser, pipe = resolve(model)
-    if pipe is None or pipe.config.conditioning != "class":
+    pipe = DiffusionPipeline.from_pretrained(model) if isinstance(model, (str, Path)) else model
+    if not isinstance(pipe, DiffusionPipeline) or pipe.config.conditioning != "class":
         raise ConfigError("inferring a class needs a class-conditional model")
     k = int(pipe.config.unet.num_classes)
     space = pipe.space
@@ -104,6 +105,7 @@ def infer_class(model, y: Tensor, *, known: Tensor | None = None, factor: int = 
             y_m = space.to_model(F.interpolate(y.to(pipe.device), scale_factor=factor, mode="bicubic",
                                                align_corners=False).clamp(-1, 1))
         factor, y = 1, y_m
+    denoiser = pipe.denoiser.eval()
     errors = class_errors(denoiser, y.to(pipe.device), k, known=known, factor=factor, sigmas=sigmas, noises=noises,
                           seed=seed)
     spread = (errors - errors.mean(1, keepdim=True)).abs().mean().clamp(min=1e-12)

@@ -76,13 +76,23 @@ def _check_plain(pipe) -> None:
 
 
 def class_walk_weights(pipe, a, b, ts: Tensor) -> Tensor:
-    """(T, K + 1) class weights (1 - t) onehot(a) + t onehot(b) (the null class last, weight 0)."""
+    """(T, K + 1) class weights s_t ((1 - t) onehot(a) + t onehot(b)) (the null class last, weight
+    0), with s_t ≥ 1 keeping the mixed embedding's norm at (1 - t)|e_a| + t|e_b|: two class
+    embeddings are nearly orthogonal, so a plain linear mix would shrink the condition by up to
+    √2 halfway and the middle frames would be weakly conditioned blurs (the same reason seeds are
+    slerped, not mixed linearly)."""
     k = int(pipe.config.unet.num_classes)
     ia, ib = class_index(pipe.config, a), class_index(pipe.config, b)
-    w = torch.zeros(len(ts), k + 1)
-    w[:, ia] += (1 - ts).float()
-    w[:, ib] += ts.float()
-    return w
+    w = torch.zeros(len(ts), k + 1, dtype=torch.float64)
+    w[:, ia] += 1 - ts
+    w[:, ib] += ts
+    table = getattr(getattr(pipe.denoiser, "network", None), "class_emb", None)
+    if table is not None and ia != ib:
+        e = table.weight.detach().double().cpu()
+        mixed = (w @ e).norm(dim=1)
+        target = (1 - ts) * e[ia].norm() + ts * e[ib].norm()
+        w = w * (target / mixed.clamp(min=1e-12)).unsqueeze(1)
+    return w.float()
 
 
 def _class_walk_denoiser(denoiser, pipe, weights: Tensor, guidance_scale: float):

@@ -48,7 +48,8 @@ from tqdm.auto import tqdm
 
 from torchdiffusion.networks.autoencoder import Autoencoder, AutoencoderConfig
 from torchdiffusion.pipeline.folders import save_autoencoder
-from torchdiffusion.io.checkpoint import (atomic_write_text, load_state_dict_strict, read_json, read_tensors, verify_checkpoint,
+from torchdiffusion.training.signals import StopOnSignal, TrainingStopped
+from torchdiffusion.io.checkpoint import (atomic_write_text, check_state, restore_rng, load_state_dict_strict, read_json, read_tensors, verify_checkpoint,
                          write_checkpoint)
 from torchdiffusion.data.dataset import ImageDataset
 from torchdiffusion.data import load_dataset
@@ -164,16 +165,15 @@ class VAETrainer:
         saved = AutoencoderConfig.from_dict(read_json(folder, "config"))
         if saved.to_dict() != self.model_config.to_dict():
             raise CheckpointError(f"{folder}: checkpoint is of another autoencoder config than this run's")
-        state = read_json(folder, "state")
+        state = check_state(folder, read_json(folder, "state"), ("optimizer", "disc_optimizer"), ("step",))
         load_state_dict_strict(self.model, read_tensors(folder, "model"), folder / "model.safetensors")
         load_state_dict_strict(self.disc, read_tensors(folder, "disc"), folder / "disc.safetensors")
         load_optimizer(self.opt, read_tensors(folder, "optimizer"), state["optimizer"])
         load_optimizer(self.opt_disc, read_tensors(folder, "disc_optimizer"), state["disc_optimizer"])
         rng = read_tensors(folder, "rng")
-        self.generator.set_state(rng["generator"])
-        torch.set_rng_state(rng["torch_cpu"])
         self.step = int(state["step"])
         self.elapsed = float(state["elapsed_s"])
+        restore_rng(folder, rng, self.generator)  # last: nothing after it draws from the generators
 
     # --- the loop ----------------------------------------------------------------------
     def gan_active(self) -> bool:
@@ -271,14 +271,19 @@ class VAETrainer:
             cfg.minutes = 5.0
         self.out.mkdir(parents=True, exist_ok=True)
         log_fh, writer = self._open_log()
-        bar = tqdm(total=cfg.steps, initial=self.step, desc="training vae", unit="step", disable=not cfg.progress,
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="training vae", unit=" steps", disable=not cfg.progress,
                    dynamic_ncols=True)
         window: dict[str, list[float]] = {}
         window_t0, window_start = time.perf_counter(), self.step
         self.model.train()
         self.disc.train()
+        stop = StopOnSignal().__enter__()  # SIGTERM/SIGINT/SIGHUP: finish the step, checkpoint, stop
         try:
             while not self._budget_done():
+                if stop.requested:
+                    if not checkpoints_of(self.out) or checkpoints_of(self.out)[0][0] != self.step:
+                        self.save_checkpoint()
+                    raise TrainingStopped(self.step, stop.signum, self.out)
                 t0 = time.perf_counter()
                 stats = self.train_step()
                 self.elapsed += time.perf_counter() - t0
@@ -305,6 +310,7 @@ class VAETrainer:
                 if self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
         finally:
+            stop.__exit__(None, None, None)
             bar.close()
             log_fh.close()
         if not checkpoints_of(self.out) or checkpoints_of(self.out)[0][0] != self.step:

@@ -17,6 +17,7 @@ import csv
 import logging
 import math
 import time
+import signal
 from dataclasses import asdict
 from pathlib import Path
 
@@ -26,13 +27,13 @@ from tqdm.auto import tqdm
 from torchdiffusion.training import distributed
 
 from torchdiffusion.io import faults
-from torchdiffusion.io.checkpoint import (atomic_write_text, load_state_dict_strict, read_json, read_tensors, remove_checkpoint,
+from torchdiffusion.io.checkpoint import (atomic_write_text, check_state, restore_rng, load_state_dict_strict, read_json, read_tensors, remove_checkpoint,
                          verify_checkpoint, write_checkpoint)
 from torchdiffusion.data.dataset import ImageDataset
 from torchdiffusion.data import load_dataset
 from torchdiffusion.denoiser import image_conditions
 from torchdiffusion.training.ema import EMA
-from torchdiffusion.io.runs import CHECKPOINT_KIND, checkpoints_of, latest_checkpoint
+from torchdiffusion.io.runs import RunLock, CHECKPOINT_KIND, checkpoints_of, latest_checkpoint
 from torchdiffusion.training.config import DEFAULT_MINUTES, TrainConfig
 from torchdiffusion.training.optim import load_optimizer, lr_at, optimizer_tensors, resolve_precision
 from torchdiffusion.errors import CheckpointError, ConfigError, TorchDiffusionError
@@ -43,6 +44,7 @@ from torchdiffusion.pipeline.folders import save_model
 from torchdiffusion.pipeline.pipeline import DiffusionPipeline
 from torchdiffusion.denoiser import text as text_conditioning  # looked up at call time: tests swap the encoder
 from torchdiffusion.training.previews import sample_grid
+from torchdiffusion.training.signals import StopOnSignal, TrainingStopped
 from torchdiffusion.data.captions import TRAIN_TEMPLATES, _fill
 from torchdiffusion.diffusion.parameterization import Denoiser
 from torchdiffusion.evaluation.evaluate import TrainingEvaluator
@@ -115,6 +117,8 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         opt_tensors, opt_meta = optimizer_tensors(self.optimizer)
         rng = {"generator": self.generator.get_state(), "torch_cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":  # dropout on the GPU draws from the device's generator
+            rng["torch_cuda"] = torch.cuda.get_rng_state(self.device)
         state = {"step": self.step, "elapsed_s": self.elapsed, "ema_updates": self.ema.num_updates,
                  "optimizer": opt_meta, "train_config": asdict(self.cfg), "nan_skipped": self.nan_skipped}
         folder = self.out / "checkpoints" / f"step-{self.step:07d}"
@@ -130,17 +134,20 @@ class Trainer:
         saved = ModelConfig.from_dict(read_json(folder, "config"))
         if saved.to_dict() != self.model_config.to_dict():
             raise CheckpointError(f"{folder}: checkpoint is of another model config than this run's")
-        state = read_json(folder, "state")
+        state = check_state(folder, read_json(folder, "state"))
         load_state_dict_strict(self.network, read_tensors(folder, "model"), folder / "model.safetensors")
         load_state_dict_strict(self.ema.model, read_tensors(folder, "ema"), folder / "ema.safetensors")
         load_optimizer(self.optimizer, read_tensors(folder, "optimizer"), state["optimizer"])
         rng = read_tensors(folder, "rng")
-        self.generator.set_state(rng["generator"])
-        torch.set_rng_state(rng["torch_cpu"])
         self.step = int(state["step"])
         self.elapsed = float(state["elapsed_s"])
         self.ema.num_updates = int(state["ema_updates"])
         self.nan_skipped = int(state.get("nan_skipped", 0))
+        # the random state last, after everything that might draw from it (train() keeps the
+        # evaluator's and the grids' draws off it, see rng_isolated)
+        restore_rng(folder, rng, self.generator)
+        if self.device.type == "cuda" and "torch_cuda" in rng:
+            torch.cuda.set_rng_state(rng["torch_cuda"], self.device)
 
     # --- the loop ----------------------------------------------------------------------
     def _batch(self) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor]:
@@ -294,7 +301,14 @@ class Trainer:
 
         In a distributed run only rank 0 writes (log, grids, checkpoints, model); the others
         wait at a barrier after each checkpoint, and rank 0 decides when a time budget ends.
+        Rank 0 holds the run folder's lock (:class:`~torchdiffusion.io.runs.RunLock`) meanwhile.
+        A stop signal ends the run after the current step with a checkpoint
+        (:class:`~torchdiffusion.training.signals.TrainingStopped`).
         """
+        with RunLock(self.out) if self.dist.is_main else contextlib.nullcontext():
+            return self._train()
+
+    def _train(self) -> Path:
         cfg, main = self.cfg, self.dist.is_main
         if cfg.steps is None and cfg.minutes is None:
             cfg.minutes = DEFAULT_MINUTES
@@ -302,7 +316,8 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             log_fh, writer = self._open_log()
 
-        evaluator = TrainingEvaluator.for_trainer(self) if main else None  # OUT/eval.csv, or None when off
+        with self.rng_isolated():  # building the feature network draws from the global RNG dropout uses
+            evaluator = TrainingEvaluator.for_trainer(self) if main else None  # OUT/eval.csv, or None when off
         # the bar counts optimizer steps (its rate: steps/s of wall time, grids and evaluation included);
         # its postfix shows images/s of the optimizer steps alone, the number log.csv has
         bar = tqdm(total=cfg.steps, initial=self.step, desc="training", unit=" steps",
@@ -311,8 +326,13 @@ class Trainer:
         resumed_row = self.step > 0  # the first row after a resume is marked
         nan_run = 0  # consecutive skipped steps
         self.network.train()
+        stop = StopOnSignal().__enter__()  # SIGTERM/SIGINT/SIGHUP: finish the step, checkpoint, stop
+        stopped = False
         try:
-            while not distributed.any_rank(self._budget_done(), self.dist, self.device):
+            while True:
+                stopped = distributed.any_rank(stop.requested, self.dist, self.device)
+                if stopped or distributed.any_rank(self._budget_done(), self.dist, self.device):
+                    break
                 t0 = time.perf_counter()
                 loss, grad_norm = self.train_step()
                 dt_step = time.perf_counter() - t0
@@ -352,17 +372,26 @@ class Trainer:
                     window_loss, window_n, window_t0, window_start = 0.0, 0, self.train_seconds, self.step
                 if main and self.step % cfg.sample_every == 0:
                     t0 = time.perf_counter()
-                    self.sample_grid(self.out / "samples" / f"step-{self.step:07d}.png", cfg.sample_n, cfg.sample_steps)
+                    with self.rng_isolated():
+                        self.sample_grid(self.out / "samples" / f"step-{self.step:07d}.png", cfg.sample_n,
+                                         cfg.sample_steps)
                     self.elapsed += time.perf_counter() - t0
                 if evaluator is not None and evaluator.due(self.step):
                     t0 = time.perf_counter()
-                    evaluator.run(self)
+                    with self.rng_isolated():
+                        evaluator.run(self)
                     self.elapsed += time.perf_counter() - t0  # counts against the budget, like grids
                 if self.step % cfg.checkpoint_every == 0:
                     self._checkpoint_all_ranks()
-            if evaluator is not None and evaluator.due_final(self.step):
-                evaluator.run(self)  # the final weights (after the budget, like the final grid)
+            if evaluator is not None and not stopped and evaluator.due_final(self.step):
+                with self.rng_isolated():
+                    evaluator.run(self)  # the final weights (after the budget, like the final grid)
+            if stopped:
+                if not checkpoints_of(self.out) or checkpoints_of(self.out)[0][0] != self.step:
+                    self._checkpoint_all_ranks()
+                raise TrainingStopped(self.step, stop.signum or signal.SIGTERM, self.out)
         finally:
+            stop.__exit__(None, None, None)
             bar.close()
             if main:
                 log_fh.close()
@@ -382,6 +411,13 @@ class Trainer:
                       model_dir, grid)  # the CLI prints the one summary line
         distributed.barrier(self.dist)
         return model_dir
+
+    def rng_isolated(self):
+        """A context in which the global torch RNG may be used (grids, evaluation, building the
+        feature network) without changing the state training continues from: a run that
+        evaluates is then bit-identical to one resumed from any of its checkpoints."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        return torch.random.fork_rng(devices=devices)
 
     @property
     def images_per_s(self) -> float:

@@ -23,12 +23,14 @@ from torchdiffusion.pipeline import DiffusionPipeline
 from torchdiffusion.pipeline.folders import load_autoencoder
 from torchdiffusion.training.diffusion import Trainer
 
+from torchdiffusion.io.checkpoint import verify_checkpoint
+
 log = logging.getLogger("torchdiffusion")
 
 
 def _fingerprint(vae_folder: Path, dataset: ImageDataset, flip: bool) -> str:
     h = hashlib.sha256()
-    h.update(json.loads((vae_folder / "manifest.json").read_text())["files"]["model.safetensors"].encode())
+    h.update(str(verify_checkpoint(vae_folder)["files"].get("model.safetensors", "")).encode())
     h.update(json.dumps([dataset.name, list(dataset.images.shape), flip]).encode())
     h.update(dataset.images.numpy().tobytes())
     return h.hexdigest()

@@ -2,8 +2,8 @@
 
 A request above a limit is refused with a :class:`~torchdiffusion.errors.ConfigError` that
 names the field, the value and the limit; nothing is clipped silently. Uploads are decoded
-only when their header says they fit ``max_upload_pixels`` (PIL's decompression-bomb guard
-is lowered to the same bound) and are then resized to the model's resolution.
+only when their header says they fit ``max_upload_pixels`` (and every decode in torchdiffusion,
+UI or not, is bounded by ``torchdiffusion.io.images.MAX_IMAGE_PIXELS``) and are then resized to the model's resolution.
 """
 from __future__ import annotations
 
@@ -68,9 +68,11 @@ class UILimits:
 
     @classmethod
     def load(cls, path: Path) -> "UILimits":
+        from torchdiffusion.io.checkpoint import load_json_file
+
         try:
-            lim = cls(**json.loads(Path(path).read_text()))
-        except (OSError, json.JSONDecodeError, TypeError) as exc:
+            lim = cls(**load_json_file(Path(path), "UI limits file", error=ConfigError))
+        except TypeError as exc:
             raise ConfigError(f"{path}: not a UI limits file ({exc})") from None
         lim.validate()
         return lim

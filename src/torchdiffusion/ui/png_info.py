@@ -179,8 +179,12 @@ def read_parameters(source) -> GenerationParams:
     if isinstance(source, Image.Image):
         text = source.info.get(PNG_KEY)
     else:
+        from torchdiffusion.ui.limits import UILimits
+
+        lim = UILimits()
         try:
             with Image.open(source) as img:
+                lim.check_upload_size(*img.size, name=Path(name).name)  # from the header, before decoding
                 img.load()
                 text = img.info.get(PNG_KEY)
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
