@@ -23,6 +23,7 @@ if CHROMIUM is None:
 
 from helpers import free_port, make_models  # noqa: E402
 from torchdiffusion.pipeline.pipeline import DiffusionPipeline  # noqa: E402
+from torchdiffusion.sampling.registry import DEFAULT_SAMPLER  # noqa: E402
 from torchdiffusion.ui.app import launch  # noqa: E402
 from torchdiffusion.ui.backend import Backend  # noqa: E402
 from torchdiffusion.ui.limits import UILimits  # noqa: E402
@@ -85,15 +86,15 @@ def test_generate_in_browser_equals_python_api(page, served, tmp_path):
     page.wait_for_selector("#gen-status .td-status-ok:has-text('done')")
     assert page.locator("#gen-gallery img").count() >= 1  # the image is shown
     params = page.input_value("#gen-params textarea")
-    assert "Steps: 6, Sampler: DPM++ 2M Karras, CFG scale: 2, Seed: 1234" in params and "Class: two" in params
+    assert f"Steps: 6, Sampler: {DEFAULT_SAMPLER}, CFG scale: 2, Seed: 1234" in params and "Class: two" in params
     with page.expect_download() as dl:
         page.locator("#gen-files a").first.click()
     path = tmp_path / "downloaded.png"
     dl.value.save_as(path)
     p = read_parameters(path)
-    assert (p.seed, p.steps, p.class_label, p.sampler) == (1234, 6, "two", "DPM++ 2M Karras")
+    assert (p.seed, p.steps, p.class_label, p.sampler) == (1234, 6, "two", DEFAULT_SAMPLER)
     pipe = DiffusionPipeline.from_pretrained(models / "tiny-class")
-    want = pipe.to_pil(pipe.generate(n=1, steps=6, sampler="DPM++ 2M Karras", seed=1234, class_labels=2,
+    want = pipe.to_pil(pipe.generate(n=1, steps=6, sampler=DEFAULT_SAMPLER, seed=1234, class_labels=2,
                                      guidance_scale=2.0, progress=False))[0]
     assert np.array_equal(np.asarray(Image.open(path)), np.asarray(want))
 

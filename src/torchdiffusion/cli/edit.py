@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from torchdiffusion.cli.help import HelpFormatter as _FMT
-from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS
+from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, UPSCALE_SAMPLER
 from torchdiffusion.errors import ConfigError
 
 GUIDANCE_HELP = ("classifier-free guidance scale w: 0 = unconditional (the class or prompt is ignored), "
@@ -75,9 +75,11 @@ def add_task_commands(sub) -> None:
                                    "superres`), zero-shot with any pixel model by DDNM projection onto the images "
                                    "whose block averages are the input, or (the default for latent models) by "
                                    "bicubic upsampling + SDEdit at --strength + that projection.")
-    _common(p)
+    _common(p, sampler=UPSCALE_SAMPLER)
     p.add_argument("--image", nargs="+", required=True, help="low-resolution image file(s)")
     p.add_argument("--factor", type=int, default=None, help="upscale factor (default: the model's / size ratio)")
+    p.add_argument("--average", type=int, default=1,
+                   help="the mean of this many posterior samples: higher PSNR, smoother detail (NFE × N)")
     p.add_argument("--method", choices=("auto", "sr3", "projection", "sdedit"), default="auto",
                    help="auto: sr3 for an SR model, sdedit for a latent model, else projection")
     p.add_argument("--aug-level", type=float, default=0.0, help="SR3 noise-conditioning augmentation level")
@@ -203,7 +205,7 @@ def cmd_upscale(args) -> int:
     pipe = _pipe(args)
     t0 = time.perf_counter()
     images = as_images(args.image, pipe.image_shape[0], "--image")
-    r = upscale(pipe, images, args.factor, steps=args.steps, sampler=args.sampler, seed=args.seed,
+    r = upscale(pipe, images, args.factor, steps=args.steps, sampler=args.sampler, seed=args.seed, average=args.average,
                 method=args.method, aug_level=args.aug_level, strength=args.strength,
                 class_labels=args.class_label, prompt=args.prompt,
                 guidance_scale=args.guidance_scale)

@@ -119,6 +119,9 @@ def cmd_train(args) -> int:
     train_cfg.eval_every, train_cfg.eval_n = args.eval_every, args.eval_n
     train_cfg.eval_steps, train_cfg.eval_features = args.eval_steps, args.eval_features
     train_cfg.validate()
+    from torchdiffusion.io.images import check_output
+
+    check_output(args.out, "--out", folder=True)  # before the data is loaded or anything trained
     import contextlib
 
     from torchdiffusion.io.runs import RunLock

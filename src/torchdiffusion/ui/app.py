@@ -276,7 +276,9 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
                                 r = ev[1]
                                 side = r.info.get("gif") or r.info.get("bicubic_path")
                                 yield (_progress_html(1, 1, r.seconds),
-                                       _status(f"done in {r.seconds:.1f} s ({r.info.get('nfe', '?')} network calls)"),
+                                       _status(f"done in {r.seconds:.1f} s ({r.info.get('nfe', '?')} network calls)"
+                                               + (f"; class seen in the input: {r.info['class_used']}"
+                                                  if r.info.get("class_used") else "")),
                                        [str(p) for p in r.paths], str(side) if side else gr.skip(),
                                        [str(p) for p in r.paths] + ([str(side)] if side else []),
                                        format_parameters(r.params[0]))

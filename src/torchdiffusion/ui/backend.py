@@ -136,8 +136,10 @@ class Backend:
 
     # ---------------------------------------------------------------- generate
 
-    def check(self, req: GenerateRequest) -> tuple[GenerateRequest, dict]:
-        """Validate ``req`` against the limits and the model; resolve a random seed."""
+    def check(self, req: GenerateRequest, class_optional: bool = False) -> tuple[GenerateRequest, dict]:
+        """Validate ``req`` against the limits and the model; resolve a random seed.
+        ``class_optional``: an editing task on a class model may leave the class empty (the task
+        then uses the class the model sees in the input image and reports it)."""
         info = self.model_info(req.model)
         steps = self.limits.check_steps(req.steps)
         n = self.limits.check_batch(req.batch_size)
@@ -145,10 +147,14 @@ class Backend:
         spec = resolve_sampler(req.sampler)
         try:
             seed = int(float(req.seed)) if req.seed not in (None, "") else -1
+        except (TypeError, ValueError, OverflowError):  # text, NaN, ±Inf
+            raise ConfigError(f"seed must be a whole number from 0 to {MAX_SEED} (or -1 for a random one), "
+                              f"got {req.seed!r}") from None
+        try:
             cfg, rescale = float(req.guidance_scale), float(req.guidance_rescale)
         except (TypeError, ValueError):
-            raise ConfigError(f"seed and guidance must be numbers, got seed={req.seed!r}, "
-                              f"guidance={req.guidance_scale!r}") from None
+            raise ConfigError(f"guidance scale must be a number from 0 to 30 (0 = unconditional, 1 = conditional "
+                              f"without guidance, > 1 = guided), got {req.guidance_scale!r}") from None
         if seed < -1 or seed > MAX_SEED:
             raise ConfigError(f"seed must be between 0 and {MAX_SEED} (or -1 for a random one), got {seed}")
         if seed == -1:
@@ -159,9 +165,9 @@ class Backend:
         label = req.class_label if req.class_label not in ("", None) else None
         prompt = (req.prompt or "").strip()
         if info["conditioning"] == "class":
-            if label is None:
+            if label is None and not class_optional:
                 raise ConfigError(f"this model is class-conditional: choose a class ({', '.join(info['classes'])})")
-            if label not in info["classes"]:
+            if label is not None and label not in info["classes"]:
                 raise ConfigError(f"unknown class {label!r}; this model's classes are {', '.join(info['classes'])}")
         else:
             label = None
@@ -176,7 +182,7 @@ class Backend:
     def _pipeline_kwargs(self, req: GenerateRequest, info: dict) -> dict:
         kw = dict(n=req.batch_size, steps=req.steps, sampler=req.sampler, seed=req.seed, batch_size=req.batch_size,
                   progress=False, guidance_scale=req.guidance_scale, guidance_rescale=req.guidance_rescale)
-        if info["conditioning"] == "class":
+        if info["conditioning"] == "class" and req.class_label is not None:
             kw["class_labels"] = info["classes"].index(req.class_label)
         elif info["conditioning"] == "text":
             kw["prompt"], kw["negative_prompt"] = req.prompt, req.negative_prompt or None
@@ -324,7 +330,7 @@ class Backend:
 
     def _task_request(self, req: GenerateRequest) -> tuple[GenerateRequest, dict, dict]:
         """Checked request + the conditioning keyword arguments of a task call."""
-        req, info = self.check(replace(req, batch_size=1))
+        req, info = self.check(replace(req, batch_size=1), class_optional=True)
         kw = self._pipeline_kwargs(req, info)
         cond = {k: kw[k] for k in ("class_labels", "prompt", "negative_prompt") if k in kw}
         return req, info, cond
@@ -356,9 +362,11 @@ class Backend:
     def _finish(self, task: str, res, p: GenerationParams, dt: float, inputs: list[Image.Image] | None = None) -> Result:
         pils = to_pil(res.images)
         paths = [self._save(img, p, task) for img in pils]
-        return Result(pils, [p] * len(pils), paths, dt, {"nfe": res.nfe, **{k: v for k, v in res.info.items()
-                                                                            if isinstance(v, (int, float, str))},
-                                                         "inputs": inputs or []})
+        info = {"nfe": res.nfe, **{k: v for k, v in res.info.items() if isinstance(v, (int, float, str))},
+                "inputs": inputs or []}
+        if res.info.get("class_described"):  # no class given: the one the model saw in the input
+            info["class_used"] = res.info["class_described"]
+        return Result(pils, [p] * len(pils), paths, dt, info)
 
     def img2img(self, req: GenerateRequest, image, strength: float, on_progress=None, token=None) -> Result:
         """SDEdit the uploaded ``image`` at ``strength`` (see :mod:`torchdiffusion.tasks.img2img`)."""
@@ -377,7 +385,7 @@ class Backend:
         m = self.mask_tensor(mask, info["size"])
         if float(m.sum()) == 0:
             raise ConfigError("inpaint: the mask is empty; paint over the part of the image to fill")
-        r = int(resample)
+        r = _whole("resample", resample)
         if not 1 <= r <= 10:
             raise ConfigError(f"resample must be between 1 and 10, got {resample}")
         res, p, dt = self._run_task("inpaint", inpaint, req, info, on_progress, token, req.steps * r,
@@ -402,7 +410,7 @@ class Backend:
     def upscale(self, req: GenerateRequest, image, factor: int, on_progress=None, token=None) -> Result:
         """Super-resolve the upload, first fit to (model size / ``factor``), by ``factor``."""
         req, info, cond = self._task_request(req)
-        factor = int(factor)
+        factor = _whole("upscale factor", factor)
         w, h = info["size"]
         if factor < 2 or w % factor or h % factor:
             raise ConfigError(f"upscale factor must divide the model size {w}×{h} (and be ≥ 2), got {factor}")
@@ -426,7 +434,7 @@ class Backend:
         req, info, cond = self._task_request(req)
         cond.pop("negative_prompt", None)
         x = self._input(image, info, "denoise image")
-        sigma = float(sigma)
+        sigma = _real("noise σ", sigma)
         if not 0 <= sigma <= 2:
             raise ConfigError(f"noise σ must be between 0 (estimate) and 2, got {sigma}")
         res, p, dt = self._run_task("denoise", denoise, req, info, on_progress, token,
@@ -441,7 +449,7 @@ class Backend:
         req, info, cond = self._task_request(req)
         cond.pop("negative_prompt", None)
         frames = self.limits.check_frames(frames)
-        seed_b = int(seed_b)
+        seed_b = _whole("seed B", seed_b)
         if not 0 <= seed_b <= MAX_SEED:
             raise ConfigError(f"seed B must be between 0 and {MAX_SEED}, got {seed_b}")
         if token is not None:
@@ -463,6 +471,27 @@ def _unit(name: str, v) -> float:
         f = float(v)
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be a number between 0 and 1, got {v!r}") from None
-    if not 0 <= f <= 1:
+    if not 0 <= f <= 1:  # NaN fails this too
         raise ConfigError(f"{name} must be between 0 and 1, got {f}")
+    return f
+
+
+def _whole(name: str, v) -> int:
+    """A request field that must be a whole number (text, None, NaN, ±Inf, 2.5 refused)."""
+    try:
+        f = float(v)
+        if isinstance(v, bool) or f != int(f):
+            raise ValueError
+        return int(f)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{name} must be a whole number, got {v!r}") from None
+
+
+def _real(name: str, v) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {v!r}") from None
+    if f != f or f in (float("inf"), float("-inf")):
+        raise ConfigError(f"{name} must be a finite number, got {v!r}")
     return f
