@@ -1,9 +1,11 @@
 """Screenshots of every panel of the web UI for docs/ (headless chromium via Playwright).
 
-    .venv/bin/python scripts/ui_screenshots.py --models-dir runs --checkpoint runs/mnist-class --out docs
+    .venv/bin/torchdiffusion train --out runs/mnist                       # the quickstart model
+    .venv/bin/python scripts/ui_screenshots.py --checkpoint runs/mnist/model --out docs
 
-Without --checkpoint it makes a tiny random 28×28 class-conditional model (the pictures then
-show the interface, not a trained model's samples). Each tab is run once before its shot.
+The one script that regenerates docs/ui-*.png, from a trained model so that the pictures show
+what a user gets (``--random-model`` makes a tiny untrained one instead, for testing the
+script: its pictures are noise). Each tab is run once before its shot.
 """
 from __future__ import annotations
 
@@ -37,11 +39,14 @@ def tiny_model(root: Path) -> Path:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--checkpoint", default=None, help="a trained model (required unless --random-model)")
+    ap.add_argument("--random-model", action="store_true", help="a tiny untrained model (pictures are noise)")
     ap.add_argument("--models-dir", default=None)
     ap.add_argument("--out", default="docs")
     ap.add_argument("--port", type=int, default=7878)
     args = ap.parse_args()
+    if not args.checkpoint and not args.random_model:
+        ap.error("give --checkpoint (a trained model: the docs show what a user gets) or --random-model")
     from playwright.sync_api import sync_playwright
 
     from torchdiffusion.ui.app import launch

@@ -116,8 +116,9 @@ def test_periodic_eval_is_deterministic_and_survives_resume(tmp_path, digits8):
 def test_eval_default_and_bad_settings(tmp_path, digits8, monkeypatch):
     t = prepare_run(tiny_model_config(), _train_cfg(tmp_path / "r", eval_every=None), dataset=digits8)
     ev = TrainingEvaluator.for_trainer(t)
-    assert ev.every == 1000  # digits: on by default, but a short run is not evaluated at its end
-    assert not ev.due_final(6) and ev.due_final(1500) and not (tmp_path / "r" / "eval.csv").exists()
+    assert ev.every == 1000  # digits: on by default, and every run is evaluated at its end (README)
+    assert ev.due_final(6) and ev.due_final(1500) and not ev.due_final(0)
+    assert not (tmp_path / "r" / "eval.csv").exists()
     t.cfg.eval_every = 0
     assert TrainingEvaluator.for_trainer(t) is None
     other = ImageDataset(digits8.images[:64], name="folder")

@@ -103,7 +103,7 @@ def test_diffusers_style_folder_without_manifest(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("manifest,expected", [
-    ("{not json", "unreadable manifest"),
+    ("{not json", "manifest is not valid JSON"),
     ("[1, 2]", "not a torchdiffusion manifest"),
     (json.dumps({"format": "torchdiffusion", "format_version": FORMAT_VERSION + 1, "kind": "model", "files": {}}),
      "upgrade torchdiffusion"),

@@ -102,7 +102,11 @@ def check_output(path, option: str, *, folder: bool = False, suffixes: tuple[str
             if not parent.is_dir():
                 raise ConfigError(f"{option} {path}: {parent} is a file, not a folder")
             if not os.access(parent, os.W_OK | os.X_OK):
-                raise ConfigError(f"{option} {path}: the folder {parent} is not writable")
+                try:
+                    why = "Read-only file system" if os.statvfs(parent).f_flag & os.ST_RDONLY else "Permission denied"
+                except (OSError, AttributeError):
+                    why = "not writable"
+                raise ConfigError(f"{option} {path}: cannot write in the folder {parent} ({why})")
             break
     if folder and path.exists() and not path.is_dir():
         raise ConfigError(f"{option} {path}: is a file; give a folder")
