@@ -58,39 +58,7 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="runs/mnist")
-    p.add_argument("--n", type=int, default=200, help="test digits (balanced over the classes)")
-    p.add_argument("--walks", type=int, default=10, help="seed walks and class walks (8 frames each)")
-    args = p.parse_args()
-    torch.manual_seed(0)
-    pipe = DiffusionPipeline.from_pretrained(args.model)
-    clf = load_mnist_classifier()
-    x, labels = balanced(args.n)
-    rows = []
-    print(f"{cpu_name()}, {torch.get_num_threads()} threads; model {args.model}; N = {len(x)} test digits")
-
-    t0 = time.perf_counter()
-    inferred, _ = infer_class(pipe, x)
-    rows.append(("class inferred from the clean digit", f"{(inferred == labels).float().mean():.1%}",
-                 f"{time.perf_counter() - t0:.0f} s"))
-
-    for name, region in (("bottom", (slice(14, 28), slice(0, 28))), ("right", (slice(0, 28), slice(14, 28)))):
-        mask = torch.zeros(1, 1, 28, 28)
-        mask[..., region[0], region[1]] = 1
-        t0 = time.perf_counter()
-        r = inpaint(pipe, x, mask)
-        acc = clf.accuracy(r.images, labels)
-        kept = torch.tensor(r.info["class_inferred"]) == labels
-        rows.append((f"inpaint, {name} half filled (default flags)", f"{acc:.1%}",
-                     f"{time.perf_counter() - t0:.0f} s; class inferred right {kept.float().mean():.1%}"))
-        r0 = inpaint(pipe, x, mask, class_labels=0, guidance_scale=0.0)  # w = 0: unconditional, label ignored
-        rows.append((f"inpaint, {name} half, unconditional (w = 0, the old default)",
-                     f"{clf.accuracy(r0.images, labels):.1%}", ""))
-
-    low = downsample(x, 4)
-    t0 = time.perf_counter()
+def upscale_rows(rows, pipe, clf, x, labels, low, t0):
     r = upscale(pipe, low, 4)
     r4 = upscale(pipe, low, 4, average=4)
     ours, bic = psnr(r.images, x).mean(), psnr(upsample_bicubic(low, 4), x).mean()
@@ -103,7 +71,44 @@ def main() -> None:
                  f"{clf.accuracy(r.images, labels):.1%} / {clf.accuracy(upsample_bicubic(low, 4), labels):.1%}",
                  f"class inferred right {(torch.tensor(r.info['class_inferred']) == labels).float().mean():.1%}"))
 
-    for kind in ("seed", "class"):
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="runs/mnist")
+    p.add_argument("--n", type=int, default=200, help="test digits (balanced over the classes)")
+    p.add_argument("--walks", type=int, default=10, help="seed walks and class walks (8 frames each)")
+    p.add_argument("--parts", default="classify,inpaint,upscale,walks",
+                   help="comma-separated subset of: classify, inpaint, upscale, walks")
+    args = p.parse_args()
+    torch.manual_seed(0)
+    pipe = DiffusionPipeline.from_pretrained(args.model)
+    clf = load_mnist_classifier()
+    x, labels = balanced(args.n)
+    rows = []
+    print(f"{cpu_name()}, {torch.get_num_threads()} threads; model {args.model}; N = {len(x)} test digits")
+
+    parts = set(args.parts.split(","))
+    if "classify" in parts:
+        t0 = time.perf_counter()
+        inferred, _ = infer_class(pipe, x)
+        rows.append(("class inferred from the clean digit", f"{(inferred == labels).float().mean():.1%}",
+                     f"{time.perf_counter() - t0:.0f} s"))
+    halves = (("bottom", (slice(14, 28), slice(0, 28))), ("right", (slice(0, 28), slice(14, 28))))
+    for name, region in halves if "inpaint" in parts else ():
+        mask = torch.zeros(1, 1, 28, 28)
+        mask[..., region[0], region[1]] = 1
+        t0 = time.perf_counter()
+        r = inpaint(pipe, x, mask)
+        acc = clf.accuracy(r.images, labels)
+        kept = torch.tensor(r.info["class_inferred"]) == labels
+        rows.append((f"inpaint, {name} half filled (default flags)", f"{acc:.1%}",
+                     f"{time.perf_counter() - t0:.0f} s; class inferred right {kept.float().mean():.1%}"))
+        r0 = inpaint(pipe, x, mask, class_labels=0, guidance_scale=0.0)  # w = 0: unconditional, label ignored
+        rows.append((f"inpaint, {name} half, unconditional (w = 0, the old default)",
+                     f"{clf.accuracy(r0.images, labels):.1%}", ""))
+    if "upscale" in parts:
+        upscale_rows(rows, pipe, clf, x, labels, downsample(x, 4), time.perf_counter())
+    for kind in ("seed", "class") if "walks" in parts else ():
         frames = []
         t0 = time.perf_counter()
         for i in range(args.walks):

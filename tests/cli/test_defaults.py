@@ -169,7 +169,7 @@ def test_interpolate_takes_a_class_per_end(tmp_path, capsys):
                  "--frames", "3", "--steps", "2", "--out", str(tmp_path / "w.png")]) == 0
     assert main(["interpolate", "--checkpoint", str(root / "tiny-class"), "--seeds", "0", "1", "--frames", "3",
                  "--steps", "2", "--out", str(tmp_path / "w2.png")]) == 0
-    assert "the walk goes from class" in capsys.readouterr().out
+    assert "no --class given; the walk is of class" in capsys.readouterr().out
 
 
 def test_editing_without_class_says_which_class_it_used(tmp_path, capsys):

@@ -99,3 +99,14 @@ def test_hostile_ui_fields_are_messages(field, value, message, tmp_path):
         backend.generate(GenerateRequest(model="tiny-class", **{"steps": 1, "batch_size": 1, field: value}))
     with pytest.raises(ConfigError, match="must be a whole number"):
         backend.interpolate(GenerateRequest(model="tiny-class", steps=1, seed=0), seed_b="x", frames=3)
+
+
+def test_sizes_that_cannot_fit_in_memory_are_refused_before_allocating():
+    from torchdiffusion.data import load_dataset
+    from torchdiffusion.networks.unet import UNet, UNetConfig
+
+    with pytest.raises(DataError, match="would need .* GiB decoded, more than half of this machine's"):
+        load_dataset("mnist", 16384)
+    cfg = UNetConfig(image_size=16384, base_channels=32, channel_mult=(1, 2, 2), attention_resolutions=(4096,))
+    with pytest.raises(ConfigError, match="for one image's forward pass, more than this machine's"):
+        UNet(cfg)

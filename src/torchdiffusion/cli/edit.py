@@ -111,8 +111,8 @@ def add_task_commands(sub) -> None:
     how.add_argument("--classes", nargs=2, metavar=("A", "B"), help="walk between two classes from one seed's noise")
     how.add_argument("--prompts", nargs=2, metavar=("A", "B"), help="walk between two prompts from one seed's noise")
     p.add_argument("--class", dest="class_label", nargs="+", metavar="CLASS", default=None,
-                   help="with --seeds on a class model: one class for the whole walk or one per end (default: the "
-                        "class the model sees in each end's unconditional sample)")
+                   help="with --seeds on a class model: one class for the whole walk or one per end (default: one "
+                        "class, the one the model sees in seed A's unconditional sample)")
     p.add_argument("--prompt", default=None, help="with --seeds on a text model: the prompt of the walk")
     p.add_argument("--frames", type=int, default=8, help="frames, both ends included")
     p.add_argument("--guidance-scale", type=float, default=DEFAULT_GUIDANCE, help=GUIDANCE_HELP)
@@ -262,7 +262,7 @@ def cmd_interpolate(args) -> int:
           f"{time.perf_counter() - t0:.1f} s")
     if r.info.get("class_inferred") is not None:
         names = pipe.config.class_names or []
-        a, b = (names[c] if c < len(names) else str(c) for c in r.info["class_inferred"])
-        print(f"interpolate: no --class given; the walk goes from class {a} to class {b} (the classes the model "
-              "sees in the ends' unconditional samples; pass --class to choose)")
+        c = r.info["class_inferred"][0]
+        print(f"interpolate: no --class given; the walk is of class {names[c] if c < len(names) else c} (the class "
+              "the model sees in seed A's unconditional sample; --class A B walks across two classes)")
     return 0

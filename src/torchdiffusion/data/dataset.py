@@ -70,10 +70,22 @@ class ImageDataset:
         )
 
 
+def check_dataset_memory(n: int, channels: int, size: int, where: str) -> None:
+    """Refuse, before allocating, a dataset that would not fit in half this machine's RAM when
+    decoded at ``size`` (the resize also needs a float copy: 5 bytes per pixel in all)."""
+    from torchdiffusion.io.memory import physical_memory
+
+    need, ram = 5 * n * channels * size * size, physical_memory()
+    if ram is not None and need > ram // 2:
+        raise DataError(f"{where}: {n:,} images at {size}×{size} would need {need / 2**30:.1f} GiB decoded, more "
+                        f"than half of this machine's {ram / 2**30:.1f} GiB; use a smaller --image-size")
+
+
 def resize_images(images: Tensor, size: int) -> Tensor:
     """Resize uint8 (N, C, h, w) images to (N, C, size, size) with antialiased bilinear."""
     if images.shape[-1] == size and images.shape[-2] == size:
         return images
+    check_dataset_memory(images.shape[0], images.shape[1], size, "the dataset")
     x = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return x.round().clamp(0, 255).to(torch.uint8)
 

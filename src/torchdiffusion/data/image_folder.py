@@ -39,6 +39,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torchdiffusion.data.dataset import ImageDataset
 from torchdiffusion.io.checkpoint import MAX_JSON_DEPTH, json_depth
 from torchdiffusion.io.images import MAX_IMAGE_PIXELS
+from torchdiffusion.data.dataset import check_dataset_memory
 from torchdiffusion.errors import ConfigError, DataError
 
 log = logging.getLogger("torchdiffusion")
@@ -391,6 +392,8 @@ def load_image_folder(path: str | os.PathLike, image_size: int = 32, channels: i
     files, metadata, texts = _scan(root)
     if not files:
         raise DataError(f"{root}: no image files found (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
+    check_dataset_memory(len(files) if max_images is None else min(len(files), max_images), channels or 3,
+                         image_size, str(root))
 
     # Read caption metadata before decoding, so a malformed metadata.jsonl fails fast.
     from_meta: dict[str, str] = {}

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from torchdiffusion.errors import ConfigError
+from torchdiffusion.io.memory import physical_memory
 
 
 UNET_INT_LIMITS = {"image_size": 1 << 14, "in_channels": 1024, "out_channels": 1024, "extra_in_channels": 1024,
@@ -212,6 +213,20 @@ class Upsample(nn.Module):
         return self.conv(F.interpolate(x, size=size, mode="nearest"))
 
 
+def forward_bytes(config: "UNetConfig") -> int:
+    """A lower estimate of the memory one image's forward pass needs (fp32): the feature maps
+    of every level (each block keeps about four maps of its width alive, plus the skips) and
+    the self-attention score matrices (tokens² per head)."""
+    total = 0
+    for level, (size, mult) in enumerate(zip(config.resolutions, config.channel_mult)):
+        maps = 4 * (2 * config.num_res_blocks + 1)
+        total += maps * size * size * config.base_channels * mult * 4
+        if size in config.attention_resolutions:
+            heads = max(1, config.base_channels * mult // config.head_channels)
+            total += heads * (size * size) ** 2 * 4
+    return total
+
+
 class UNet(nn.Module):
     """ε/x₀/v-predicting U-Net: ``forward(x_t, t, class_labels=None, context=None,
     context_mask=None, pooled=None, cond_image=None)``.
@@ -225,6 +240,12 @@ class UNet(nn.Module):
     def __init__(self, config: UNetConfig):
         super().__init__()
         config.validate()
+        need, ram = forward_bytes(config), physical_memory()
+        if ram is not None and need > ram:  # e.g. image_size 16384: refuse before allocating anything
+            raise ConfigError(f"a U-Net of image size {config.image_size} (base channels {config.base_channels}, "
+                              f"attention at {list(config.attention_resolutions)}) needs at least "
+                              f"{need / 2**30:.1f} GiB for one image's forward pass, more than this machine's "
+                              f"{ram / 2**30:.1f} GiB; use a smaller --image-size (or latent diffusion, --vae)")
         self.config = config
         c0 = config.base_channels
         emb_dim = 4 * c0

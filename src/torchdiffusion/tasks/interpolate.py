@@ -14,8 +14,8 @@
   e_t = (1 - t) e(c_a) + t e(c_b) (the network takes class weights, :class:`~torchdiffusion.networks.unet.UNet`),
   guided against the null class as usual — so every frame is a guided sample of one condition
   and looks like a digit, where mixing two guided predictions gives a double exposure halfway.
-  A seed walk on a class model takes one class or one per end (default: the class the model
-  sees in each end's unconditional sample, :mod:`.classify`), interpolated the same way.
+  A seed walk on a class model takes one class or one per end, interpolated the same way
+  (default: one class, the one the model sees in seed A's unconditional sample, :mod:`.classify`).
 * prompts: the same noise, decoded with the mixed denoiser D_t = (1 - t) D(·| c_a) + t D(·| c_b)
   (the guided predictions interpolated; prompts of different token lengths have no common embedding).
 
@@ -118,8 +118,9 @@ def interpolate_seeds(model, seed_a: int, seed_b: int, frames: int = 8, *, steps
     images :meth:`DiffusionPipeline.generate` gives for those seeds with a deterministic sampler).
 
     On a class model, ``class_labels`` is one class or a pair (one per end, the embedding
-    interpolated along the walk); None: the class the model sees in each end's unconditional
-    sample (``info['class_inferred']``)."""
+    interpolated along the walk); None: one class for the whole walk, the one the model sees in
+    seed A's unconditional sample (``info['class_inferred']``), so every frame is a guided sample
+    of one digit (a walk across classes is ``class_labels=(a, b)`` or :func:`interpolate_conditions`)."""
     denoiser, pipe = resolve(model)
     _check_plain(pipe)
     if pipe is None:
@@ -134,16 +135,15 @@ def interpolate_seeds(model, seed_a: int, seed_b: int, frames: int = 8, *, steps
     info = {"t": ts}
     ends_nfe = 0
     if pipe.config.conditioning == "class" and prompt is None and guidance_scale != 0:
-        if class_labels is None:  # the class each end leans to without a condition
+        if class_labels is None:  # one class for the walk: the one seed A's noise leans to unconditioned
             from torchdiffusion.tasks.classify import infer_class
 
-            d_u = CountingDenoiser(conditioned(denoiser, pipe, 2, None, None, guidance_scale=1.0))
-            ends = run_sampler(sampler, d_u, torch.cat([x[:1], x[-1:]]).to(pipe.device), sigmas,
-                               seeded_generators(seed_a, 2))
-            labels, _ = infer_class(pipe, space.to_pixels(ends).clamp(-1, 1))
+            d_u = CountingDenoiser(conditioned(denoiser, pipe, 1, None, None, guidance_scale=1.0))
+            end = run_sampler(sampler, d_u, x[:1].to(pipe.device), sigmas, seeded_generators(seed_a, 1))
+            labels, _ = infer_class(pipe, space.to_pixels(end).clamp(-1, 1))
             ends_nfe = d_u.nfe
-            class_labels = [int(c) for c in labels]
-            info["class_inferred"] = class_labels
+            class_labels = int(labels[0])
+            info["class_inferred"] = [class_labels, class_labels]
         a, b = _pair(class_labels)
         d = CountingDenoiser(_class_walk_denoiser(denoiser, pipe, class_walk_weights(pipe, a, b, ts), guidance_scale))
     else:
