@@ -19,8 +19,10 @@ from torchdiffusion.pipeline.pipeline import DiffusionPipeline
 from helpers import tiny_model_config
 
 pytestmark = pytest.mark.faults
-SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                      HealthCheck.too_slow])
+# derandomize: the same examples on every run, so CI never fails at random on a case an earlier
+# run did not draw (run with --hypothesis-seed=N, or without derandomize, to explore further)
+SETTINGS = dict(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                        HealthCheck.too_slow])
 
 
 @pytest.fixture(scope="module")

@@ -161,6 +161,9 @@ def _run_training(args, train_cfg, dist_info) -> int:
 
             image_size, unet_size, unet_channels = latent_geometry(args.vae, args.image_size)
         dataset = load_dataset(args.data, image_size, args.channels)
+        if not args.channel_mult:
+            from torchdiffusion.errors import ConfigError
+            raise ConfigError("--channel-mult needs at least one level (e.g. 1,2,2)")
         unet = UNetConfig(image_size=unet_size or image_size, in_channels=unet_channels or dataset.channels,
                           base_channels=args.base_channels,
                           channel_mult=args.channel_mult, num_res_blocks=args.num_res_blocks,

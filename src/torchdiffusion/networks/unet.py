@@ -79,7 +79,7 @@ class UNetConfig:
             value, lo = getattr(self, name), 0 if name == "extra_in_channels" else 1
             if value is not None and not lo <= value <= hi:
                 raise ConfigError(f"UNet config {name} must be in [{lo}, {hi}], got {value}")
-        if len(self.channel_mult) > 16 or any(not 1 <= m <= 64 for m in self.channel_mult):
+        if not self.channel_mult or len(self.channel_mult) > 16 or any(not 1 <= m <= 64 for m in self.channel_mult):
             raise ConfigError(f"channel_mult must be 1 to 16 integers in [1, 64], got {self.channel_mult}")
         params = sum(20 * (self.base_channels * m) ** 2 * (self.num_res_blocks + 1) for m in self.channel_mult)
         if params > 4e9:
