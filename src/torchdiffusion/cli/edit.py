@@ -158,16 +158,12 @@ def _write(images, inputs: list[str], out: str, scale: int) -> list[Path]:
     return [save_image(im, folder / (Path(src).stem + ".png")) for im, src in zip(pils, inputs)]
 
 
-def _report(name: str, paths, result, dt: float, extra: str = "", pipe=None) -> None:
+def _report(name: str, paths, result, dt: float, extra: str = "") -> None:
     where = paths[0] if len(paths) == 1 else f"{len(paths)} images in {Path(paths[0]).parent}"
     print(f"{name}: wrote {where}; {result.nfe} network evaluations{extra}, {dt:.1f} s")
-    inferred = result.info.get("class_inferred")
-    if inferred is not None and pipe is not None:
-        import torch
-
-        from torchdiffusion.tasks.classify import describe_classes
+    if result.info.get("class_described"):
         print(f"{name}: no --class given; used the class the model sees in the input: "
-              f"{describe_classes(torch.tensor(inferred), pipe.config.class_names)} (pass --class to choose)")
+              f"{result.info['class_described']} (pass --class to choose)")
 
 
 def cmd_denoise(args) -> int:
@@ -181,7 +177,7 @@ def cmd_denoise(args) -> int:
                 guidance_scale=args.guidance_scale)
     paths = _write(r.images, args.image, args.out, args.scale)
     how = "estimated" if r.info["sigma_estimated"] else "given"
-    _report("denoise", paths, r, time.perf_counter() - t0, f" (σ = {r.info['sigma']:.3f}, {how})", pipe=pipe)
+    _report("denoise", paths, r, time.perf_counter() - t0, f" (σ = {r.info['sigma']:.3f}, {how})")
     return 0
 
 
@@ -195,7 +191,7 @@ def cmd_inpaint(args) -> int:
                 resample=args.resample, method=args.method, class_labels=args.class_label, prompt=args.prompt,
                 guidance_scale=args.guidance_scale)
     paths = _write(r.images, args.image, args.out, args.scale)
-    _report("inpaint", paths, r, time.perf_counter() - t0, f" ({r.info['method']})", pipe=pipe)
+    _report("inpaint", paths, r, time.perf_counter() - t0, f" ({r.info['method']})")
     return 0
 
 
@@ -210,7 +206,7 @@ def cmd_upscale(args) -> int:
                 class_labels=args.class_label, prompt=args.prompt,
                 guidance_scale=args.guidance_scale)
     paths = _write(r.images, args.image, args.out, args.scale)
-    _report("upscale", paths, r, time.perf_counter() - t0, f" ({r.info['method']}, ×{r.info['factor']})", pipe=pipe)
+    _report("upscale", paths, r, time.perf_counter() - t0, f" ({r.info['method']}, ×{r.info['factor']})")
     return 0
 
 
@@ -225,7 +221,7 @@ def cmd_img2img(args) -> int:
                 guidance_scale=args.guidance_scale)
     paths = _write(r.images, args.image, args.out, args.scale)
     _report("img2img", paths, r, time.perf_counter() - t0,
-            f" (strength {r.info['strength']:g}, starting σ = {r.info['sigma_start']:.3g})", pipe=pipe)
+            f" (strength {r.info['strength']:g}, starting σ = {r.info['sigma_start']:.3g})")
     return 0
 
 
@@ -260,9 +256,7 @@ def cmd_interpolate(args) -> int:
         extra = f" and {args.animation}"
     print(f"interpolate: wrote {args.out}{extra}: {len(r.images)} frames; {r.nfe} network evaluations, "
           f"{time.perf_counter() - t0:.1f} s")
-    if r.info.get("class_inferred") is not None:
-        names = pipe.config.class_names or []
-        c = r.info["class_inferred"][0]
-        print(f"interpolate: no --class given; the walk is of class {names[c] if c < len(names) else c} (the class "
+    if r.info.get("class_described"):
+        print(f"interpolate: no --class given; the walk is of class {r.info['class_described']} (the class "
               "the model sees in seed A's unconditional sample; --class A B walks across two classes)")
     return 0

@@ -131,6 +131,11 @@ def task_sigmas(denoiser, pipe, sampler: str, steps: int, sigma_start: float | N
     return grid_task_sigmas(denoiser, resolve_sampler(sampler).grid, steps, sigma_start)
 
 
+def wants_class(pipe, class_labels=None, prompt=None) -> bool:
+    """True when an editing task must infer the class: a class-conditional model given neither."""
+    return pipe is not None and class_labels is None and prompt is None and pipe.config.conditioning == "class"
+
+
 def task_classes(pipe, y: Tensor, class_labels=None, prompt=None, info: dict | None = None, *,
                  known: Tensor | None = None, factor: int = 1):
     """The class labels an editing task conditions on: ``class_labels`` as given; for a
@@ -138,7 +143,7 @@ def task_classes(pipe, y: Tensor, class_labels=None, prompt=None, info: dict | N
     in the input ``y`` (pixels; :func:`torchdiffusion.tasks.classify.infer_class` with the task's
     ``known`` pixels or low-resolution ``factor``), recorded in ``info['class_inferred']`` (one
     index per image) and ``info['class_confidence']``. Anything else: None (no class)."""
-    if pipe is None or class_labels is not None or prompt is not None or pipe.config.conditioning != "class":
+    if not wants_class(pipe, class_labels, prompt):
         return class_labels
     from torchdiffusion.tasks.classify import describe_classes, infer_class
 

@@ -40,7 +40,7 @@ from torchdiffusion.errors import ConfigError
 from torchdiffusion.denoiser.wrappers import CountingDenoiser
 from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE
 from torchdiffusion.sampling.seeds import initial_noise, seeded_generators
-from torchdiffusion.tasks.common import (TaskResult, Wrapper, check_sigma, conditioned, model_channels, model_size, resolve, run_sampler, space_of, task_classes, task_sigmas)
+from torchdiffusion.tasks.common import (TaskResult, Wrapper, check_sigma, conditioned, model_channels, model_size, resolve, run_sampler, space_of, task_classes, task_sigmas, wants_class)
 from torchdiffusion.io.images import as_images, check_size
 
 
@@ -159,8 +159,7 @@ def denoise(model, images, sigma: float | None = None, *, method: str = "mean", 
     tiled = fit_to_model(denoiser, pipe, y, overlap)  # inside the condition: it repeats per-image conditions per tile
     info = {"sigma": pixel_sigma, "sigma_estimated": estimated, "method": method}
     extra_nfe = 0
-    if pipe is not None and class_labels is None and prompt is None and pipe.config.conditioning == "class" \
-            and not space.latent and tuple(y.shape[-2:]) == (model_size(pipe),) * 2:
+    if wants_class(pipe, class_labels, prompt) and not space.latent and tuple(y.shape[-2:]) == (model_size(pipe),) * 2:
         # the class the model sees in the unconditional posterior mean D(y, σ) (one more evaluation)
         y_dev = y.to(pipe.device)
         rough = tiled(y_dev, torch.full((y.shape[0],), sigma, device=pipe.device, dtype=y.dtype)).clamp(-1, 1)

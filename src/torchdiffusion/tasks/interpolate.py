@@ -136,7 +136,7 @@ def interpolate_seeds(model, seed_a: int, seed_b: int, frames: int = 8, *, steps
     ends_nfe = 0
     if pipe.config.conditioning == "class" and prompt is None and guidance_scale != 0:
         if class_labels is None:  # one class for the walk: the one seed A's noise leans to unconditioned
-            from torchdiffusion.tasks.classify import infer_class
+            from torchdiffusion.tasks.classify import describe_classes, infer_class
 
             d_u = CountingDenoiser(conditioned(denoiser, pipe, 1, None, None, guidance_scale=1.0))
             end = run_sampler(sampler, d_u, x[:1].to(pipe.device), sigmas, seeded_generators(seed_a, 1))
@@ -144,6 +144,7 @@ def interpolate_seeds(model, seed_a: int, seed_b: int, frames: int = 8, *, steps
             ends_nfe = d_u.nfe
             class_labels = int(labels[0])
             info["class_inferred"] = [class_labels, class_labels]
+            info["class_described"] = describe_classes(labels[:1], pipe.config.class_names)
         a, b = _pair(class_labels)
         d = CountingDenoiser(_class_walk_denoiser(denoiser, pipe, class_walk_weights(pipe, a, b, ts), guidance_scale))
     else:
