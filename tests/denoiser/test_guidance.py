@@ -90,3 +90,71 @@ def test_seed_gives_same_image_whatever_the_batch(class_model):
     a = pipe.generate(n=4, steps=3, sampler="ddpm", seed=5, batch_size=4, class_labels=1, progress=False)
     b = pipe.generate(n=4, steps=3, sampler="ddpm", seed=5, batch_size=1, class_labels=1, progress=False)
     assert torch.allclose(a, b, atol=1e-5)
+
+
+# --- guidance interval (Kynkäänniemi et al. 2024) -------------------------------------------
+class _Recorder(torch.nn.Module):
+    """An exact toy denoiser whose output depends on the class, recording each call's batch size."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def forward(self, x, sigma, class_labels=None):
+        self.batches.append(x.shape[0])
+        shift = class_labels.float().reshape(-1, 1, 1, 1)
+        return x / (1 + torch.as_tensor(sigma).reshape(-1, 1, 1, 1) ** 2) + shift
+
+
+def _cfg(interval):
+    from torchdiffusion.denoiser.guidance import CFGDenoiser
+
+    rec = _Recorder()
+    return rec, CFGDenoiser(rec, {"class_labels": torch.tensor([1, 2])}, {"class_labels": torch.tensor([5, 5])},
+                            3.0, guidance_interval=interval)
+
+
+def test_guidance_interval_outside_is_the_conditional_prediction_in_one_half_batch():
+    x = torch.randn(2, 1, 4, 4)
+    rec, d = _cfg((0.5, 2.0))
+    plain = _Recorder()(x, torch.tensor([5.0, 5.0]), class_labels=torch.tensor([1, 2]))
+    assert torch.equal(d(x, torch.tensor(5.0)), plain)
+    assert torch.equal(d(x, torch.tensor(0.5)), _Recorder()(x, torch.tensor([0.5, 0.5]),
+                                                             class_labels=torch.tensor([1, 2])))  # lo is open
+    assert rec.batches == [2, 2]
+    full_rec, full = _cfg(None)
+    for s in (2.0, 1.0):  # hi is closed
+        assert torch.allclose(d(x, torch.tensor(s)), full(x, torch.tensor(s)))
+    assert rec.batches[2:] == [4, 4]
+    # per-sample σ straddling an edge: each sample as if alone
+    sig = torch.tensor([1.0, 5.0])
+    mixed = d(x, sig)
+    assert torch.allclose(mixed[:1], full(x, torch.tensor([1.0, 1.0]))[:1])
+    assert torch.allclose(mixed[1:], plain[1:])
+    # (0, inf) is guidance everywhere
+    _, everywhere = _cfg((0.0, float("inf")))
+    assert torch.allclose(everywhere(x, torch.tensor(7.0)), full(x, torch.tensor(7.0)))
+
+
+@pytest.mark.parametrize("bad", ["1", "5,1", "nan,2", "-1,2", "a,b", (1, 2, 3), 3.0])
+def test_bad_guidance_interval_is_refused(bad):
+    from torchdiffusion.denoiser.guidance import check_guidance_interval
+
+    with pytest.raises(ConfigError, match="must be two noise levels"):
+        check_guidance_interval(bad)
+
+
+def test_guidance_interval_in_generate(tiny_config):
+    from torchdiffusion.denoiser.guidance import check_guidance_interval
+
+    assert check_guidance_interval("0.3, inf") == (0.3, float("inf"))
+    cfg = tiny_config
+    cfg.unet.num_classes, cfg.conditioning = 3, "class"
+    pipe = DiffusionPipeline(build_denoiser(cfg).eval(), cfg)
+    a = pipe.generate(n=3, steps=5, progress=False, guidance_interval=(0.0, float("inf")))
+    b = pipe.generate(n=3, steps=5, progress=False)
+    c = pipe.generate(n=3, steps=5, progress=False, guidance_interval=(1e6, 1e7))  # never guided
+    d = pipe.generate(n=3, steps=5, progress=False, guidance_scale=1.0)
+    assert torch.allclose(a, b) and torch.allclose(c, d, atol=1e-6)
+    with pytest.raises(ConfigError, match="guidance interval"):
+        pipe.generate(n=3, steps=5, progress=False, guidance_interval=(2.0, 1.0))

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from torchdiffusion.cli.help import HelpFormatter as _FMT
-from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, UPSCALE_SAMPLER
+from torchdiffusion.cli.help import HelpFormatter as _FMT, add_device_options
+from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, EDIT_SAMPLER, EDIT_STEPS, UPSCALE_SAMPLER
 from torchdiffusion.errors import ConfigError
 
 GUIDANCE_HELP = ("classifier-free guidance scale w: 0 = unconditional (the class or prompt is ignored), "
@@ -15,12 +15,12 @@ GUIDANCE_HELP = ("classifier-free guidance scale w: 0 = unconditional (the class
                  "are refused")
 
 
-def _common(p, sampler: str = DEFAULT_SAMPLER, steps: int = DEFAULT_STEPS) -> None:
+def _common(p, sampler: str = EDIT_SAMPLER, steps: int = EDIT_STEPS) -> None:
     p.add_argument("--checkpoint", required=True, help="a model folder, a training run folder or a checkpoint folder")
     p.add_argument("--steps", type=int, default=steps, help="sampler steps (the NFE does not depend on strength etc.)")
     p.add_argument("--sampler", default=sampler, help="sampler name (DDIM, 'DPM++ 2M Karras', ABM, ddpm, …)")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed+i")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    add_device_options(p)
 
 
 def _cond(p) -> None:
@@ -139,7 +139,7 @@ def _pipe(args):
     check_output(args.out, "--out", folder=several, suffixes=() if several else (".png",))
     if getattr(args, "animation", None):
         check_output(args.animation, "--animation", suffixes=(".gif", ".webp"))
-    return DiffusionPipeline.from_pretrained(args.checkpoint, device=args.device)
+    return DiffusionPipeline.from_pretrained(args.checkpoint, device=args.device, precision=args.precision)
 
 
 def _write(images, inputs: list[str], out: str, scale: int) -> list[Path]:

@@ -7,12 +7,15 @@ import sys
 import time
 from pathlib import Path
 
-from torchdiffusion.cli.help import HelpFormatter
+from torchdiffusion.cli.help import HelpFormatter, add_device_options
 from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS
+from torchdiffusion.networks.precision import PRECISIONS
 from torchdiffusion.training import distributed
 from torchdiffusion.cli.edit import GUIDANCE_HELP, add_task_commands
+from torchdiffusion.cli.help import INTERVAL_HELP
 from torchdiffusion.errors import TorchDiffusionError
 from torchdiffusion.cli.serve import add_serve_command
+from torchdiffusion.cli.distill import add_distill_command
 from torchdiffusion.cli.train_vae import add_vae_commands
 
 
@@ -76,7 +79,7 @@ def _add_train(sub) -> None:
     o.add_argument("--ema-decay", type=float, default=0.999, help="decay of the exponential moving average of the weights (the exported model)")
     o.add_argument("--weighting", choices=("simple", "min_snr"), default="min_snr", help="loss weighting over timesteps: simple (uniform) or min_snr (Hang et al. 2023)")
     o.add_argument("--min-snr-gamma", type=float, default=5.0, help="γ of the min-SNR weighting")
-    o.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+    o.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto = bf16 autocast where the CPU/GPU supports it; fp16 (CUDA) uses a gradient scaler")
     o.add_argument("--grad-accum", type=int, default=1,
                    help="split each process's share of --batch-size into this many micro-batches")
@@ -260,6 +263,22 @@ def resolve_auto_condition(dataset, task: str | None) -> str:
     return "none"
 
 
+STEPS_HELP = f"sampler steps (default: {DEFAULT_STEPS}; a distilled student: the steps it was distilled for)"
+SAMPLER_HELP = (f"sampler name, see `torchdiffusion samplers` (default: {DEFAULT_SAMPLER!r}; a distilled student: "
+                "'Distilled')")
+
+
+def check_sampling_options(args) -> None:
+    """--steps and --sampler, checked before any model is loaded (None: the model's default)."""
+    from torchdiffusion.errors import ConfigError
+    from torchdiffusion.sampling.registry import resolve_sampler
+
+    if args.steps is not None and args.steps < 1:
+        raise ConfigError(f"--steps must be ≥ 1, got {args.steps}")
+    if args.sampler is not None:
+        resolve_sampler(args.sampler)
+
+
 def _add_sample(sub) -> None:
     p = sub.add_parser("sample", help="generate images with a trained model",
                        formatter_class=HelpFormatter,
@@ -267,8 +286,8 @@ def _add_sample(sub) -> None:
                                    "(and optionally one PNG per image).")
     p.add_argument("--checkpoint", required=True, help="a model folder, a training run folder or a checkpoint folder")
     p.add_argument("--n", type=int, default=64, help="number of images")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="sampler steps")
-    p.add_argument("--sampler", default=DEFAULT_SAMPLER, help="sampler name (see `torchdiffusion samplers`)")
+    p.add_argument("--steps", type=int, default=None, help=STEPS_HELP)
+    p.add_argument("--sampler", default=None, help=SAMPLER_HELP)
     p.add_argument("--seed", type=int, default=0, help="image i uses seed+i, whatever the batch size")
     p.add_argument("--batch-size", type=int, default=64, help="images per optimizer step")
     p.add_argument("--class", dest="class_label", default=None,
@@ -278,10 +297,11 @@ def _add_sample(sub) -> None:
     p.add_argument("--negative-prompt", default=None, help="what to steer away from (replaces the empty prompt in CFG)")
     p.add_argument("--guidance-scale", type=float, default=DEFAULT_GUIDANCE, help=GUIDANCE_HELP)
     p.add_argument("--guidance-rescale", type=float, default=0.0, help="guidance rescale φ in [0, 1]")
+    p.add_argument("--guidance-interval", default=None, metavar="LO,HI", help=INTERVAL_HELP)
     p.add_argument("--out", default="samples.png", help="grid PNG to write")
     p.add_argument("--individual", metavar="DIR", default=None, help="also write each image as DIR/NNNNN.png")
     p.add_argument("--scale", type=int, default=2, help="enlarge the grid by pixel repetition")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    add_device_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sample)
 
@@ -291,18 +311,18 @@ def cmd_sample(args) -> int:
     from torchdiffusion.io.images import save_image
     from torchdiffusion.pipeline.pipeline import DiffusionPipeline
 
-    from torchdiffusion.denoiser.guidance import check_guidance
+    from torchdiffusion.denoiser.guidance import check_guidance, check_guidance_interval
     from torchdiffusion.io.images import check_output
     from torchdiffusion.sampling.registry import resolve_sampler
 
-    if args.steps < 1:
-        raise ConfigError(f"--steps must be ≥ 1, got {args.steps}")
+    check_sampling_options(args)
     check_guidance(args.guidance_scale, "--guidance-scale")
-    resolve_sampler(args.sampler)
+    interval = check_guidance_interval(args.guidance_interval, "--guidance-interval")
     check_output(args.out, "--out", suffixes=(".png",))
     if args.individual:
         check_output(args.individual, "--individual", folder=True)
-    pipe = DiffusionPipeline.from_pretrained(args.checkpoint, device=args.device)
+    pipe = DiffusionPipeline.from_pretrained(args.checkpoint, device=args.device, precision=args.precision)
+    args.sampler, args.steps = pipe.default_sampling(args.sampler, args.steps)
     labels, nrow = args.class_label, None
     if labels is None and args.prompt is None and pipe.config.conditioning == "class":
         labels = "all"
@@ -315,13 +335,15 @@ def cmd_sample(args) -> int:
     images = pipe.generate(n=args.n, steps=args.steps, sampler=args.sampler, seed=args.seed,
                            batch_size=args.batch_size, progress=not args.no_progress, class_labels=labels,
                            prompt=args.prompt, negative_prompt=args.negative_prompt,
-                           guidance_scale=args.guidance_scale, guidance_rescale=args.guidance_rescale)
+                           guidance_scale=args.guidance_scale, guidance_rescale=args.guidance_rescale,
+                           guidance_interval=interval)
     dt = time.perf_counter() - t0
     pipe.save_grid(images, args.out, nrow=nrow, scale=args.scale)
     if args.individual:
         for i, img in enumerate(pipe.to_pil(images)):
             save_image(img, Path(args.individual) / f"{args.seed + i:05d}.png")
-    print(f"wrote {args.out}: {args.n} images, {args.sampler} {args.steps} steps, {dt:.1f} s")
+    print(f"wrote {args.out}: {args.n} images, {args.sampler} {args.steps} steps, {pipe.precision}, {dt:.1f} s "
+          f"({args.n / dt:.1f} images/s)")
     return 0
 
 
@@ -355,13 +377,14 @@ def _add_eval(sub) -> None:
     p.add_argument("--n", type=int, default=2000, help="number of generated (and reference) images")
     p.add_argument("--features", choices=("mnist", "inception"), default="mnist",
                    help="mnist: fast MNIST-classifier features; inception: the TF Inception-v3 FID network")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="sampler steps")
-    p.add_argument("--sampler", default=DEFAULT_SAMPLER, help="sampler name (see `torchdiffusion samplers`)")
+    p.add_argument("--steps", type=int, default=None, help=STEPS_HELP)
+    p.add_argument("--sampler", default=None, help=SAMPLER_HELP)
     p.add_argument("--guidance-scale", type=float, default=DEFAULT_GUIDANCE, help=GUIDANCE_HELP)
+    p.add_argument("--guidance-interval", default=None, metavar="LO,HI", help=INTERVAL_HELP)
     p.add_argument("--seed", type=int, default=0, help="seed of the run's weights, data order and noise")
     p.add_argument("--batch-size", type=int, default=256, help="images per optimizer step")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    add_device_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval)
 
@@ -371,21 +394,23 @@ def cmd_eval(args) -> int:
 
     from torchdiffusion.data import load_dataset
     from torchdiffusion.evaluation.evaluate import evaluate_pipeline
-    from torchdiffusion.denoiser.guidance import check_guidance
+    from torchdiffusion.denoiser.guidance import check_guidance, check_guidance_interval
     from torchdiffusion.io.images import check_output
     from torchdiffusion.pipeline.pipeline import DiffusionPipeline
     from torchdiffusion.sampling.registry import resolve_sampler
 
+    check_sampling_options(args)
     check_guidance(args.guidance_scale, "--guidance-scale")
-    resolve_sampler(args.sampler)
+    interval = check_guidance_interval(args.guidance_interval, "--guidance-interval")
     if args.json:
         check_output(args.json, "--json", suffixes=(".json",))
-    pipe = DiffusionPipeline.from_pretrained(args.checkpoint, device=args.device)
+    pipe = DiffusionPipeline.from_pretrained(args.checkpoint, device=args.device, precision=args.precision)
+    args.sampler, args.steps = pipe.default_sampling(args.sampler, args.steps)
     c, _, size = pipe.image_shape  # pixels, also for a latent pipeline
     dataset = load_dataset(args.data, size, c)
     r = evaluate_pipeline(pipe, dataset, n=args.n, features=args.features, steps=args.steps, sampler=args.sampler,
                           seed=args.seed, guidance_scale=args.guidance_scale, batch_size=args.batch_size,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, guidance_interval=interval)
     tag = f"[{r['features']} features, N={r['n']}, {args.sampler} {args.steps} steps]"
     print(f"FID {r['fid']:.3f}  KID {r['kid']:.5f} ± {r['kid_stderr']:.5f}  precision {r['precision']:.3f}  "
           f"recall {r['recall']:.3f}  {tag}")
@@ -413,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_vae_commands(sub)
     add_task_commands(sub)
     add_serve_command(sub)
+    add_distill_command(sub)
     return parser
 
 

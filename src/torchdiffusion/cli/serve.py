@@ -1,7 +1,7 @@
 """``torchdiffusion serve``: the local web UI (needs the ``ui`` extra: ``pip install -e '.[ui]'``)."""
 from __future__ import annotations
 
-from torchdiffusion.cli.help import HelpFormatter
+from torchdiffusion.cli.help import HelpFormatter, add_device_options
 from pathlib import Path
 
 
@@ -19,7 +19,7 @@ def add_serve_command(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 exposes it to the network)")
     p.add_argument("--port", type=int, default=7860, help="TCP port of the web UI")
     p.add_argument("--outputs", default="outputs", help="where generated PNGs (with their parameters) are written")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    add_device_options(p)
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice; 1 is fastest for tiny models on a busy machine)")
     p.add_argument("--max-steps", type=int, default=150, help="server limit on sampler steps")
@@ -43,7 +43,7 @@ def build_backend(args):
     limits = UILimits(max_steps=args.max_steps, max_batch=args.max_batch, max_upload_side=args.max_upload_side,
                       max_upload_pixels=args.max_upload_side ** 2, max_upload_mb=args.max_upload_mb,
                       max_queue=args.max_queue)
-    return Backend(ModelLibrary(models_dir, ckpt, device=args.device), limits, outputs=args.outputs)
+    return Backend(ModelLibrary(models_dir, ckpt, device=args.device, precision=args.precision), limits, outputs=args.outputs)
 
 
 def cmd_serve(args) -> int:

@@ -30,6 +30,9 @@ class ModelConfig:
     text_encoder: dict | None = None  # e.g. {"name": "minilm", "max_length": 32} for text models
     image_condition: dict | None = None  # {"kind": "inpaint"} / {"kind": "superres", "factor": 4, …}: tasks/
     network: str = "unet"  # a key of NETWORKS; its config is the field `unet`
+    # a distilled student (training/distill.py): {"teacher": folder, "steps": K, "guidance_range": [lo, hi],
+    # "round": r, "teacher_steps": …}; it samples with DDIM on the trailing grid of ≤ K steps, in one forward
+    distilled: dict | None = None
 
     def validate(self) -> None:
         if not isinstance(self.network, str) or self.network not in NETWORKS:
@@ -49,6 +52,16 @@ class ModelConfig:
             raise ConfigError("class conditioning needs unet.num_classes")
         if self.conditioning == "text" and not (self.unet.context_dim and self.text_encoder):
             raise ConfigError("text conditioning needs unet.context_dim and a text_encoder")
+        if self.distilled is not None:
+            d = self.distilled
+            k = d.get("steps") if isinstance(d, dict) else None
+            rng = d.get("guidance_range") if isinstance(d, dict) else None
+            if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1024 or not isinstance(rng, list) \
+                    or len(rng) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in rng) \
+                    or not 0 <= rng[0] <= rng[1] <= 30:
+                raise ConfigError(f"distilled must be {{'steps': K ≥ 1, 'guidance_range': [lo, hi], …}}, got {d!r}")
+            if not self.unet.guidance_embed:
+                raise ConfigError("a distilled student needs unet.guidance_embed")
         if self.image_condition is not None:
             kind = self.image_condition.get("kind") if isinstance(self.image_condition, dict) else None
             if kind not in ("inpaint", "superres") or not self.unet.extra_in_channels:
@@ -77,4 +90,8 @@ class ModelConfig:
 def build_denoiser(config: ModelConfig) -> Denoiser:
     config.validate()
     network_class = NETWORKS[config.network][0]
-    return Denoiser(network_class(config.unet), config.schedule.build(), config.parameterization)
+    denoiser = Denoiser(network_class(config.unet), config.schedule.build(), config.parameterization)
+    if config.distilled is not None:
+        denoiser.distilled_steps = int(config.distilled["steps"])
+        denoiser.guidance_range = tuple(float(v) for v in config.distilled["guidance_range"])
+    return denoiser

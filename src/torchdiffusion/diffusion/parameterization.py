@@ -95,6 +95,21 @@ class Denoiser(nn.Module):
         self.network = network
         self.schedule = schedule
         self.parameterization = parameterization
+        self.autocast_dtype: torch.dtype | None = None  # the network's autocast type (None: as the caller runs)
+        self.distilled_steps: int | None = None  # a step-distilled student: at most this many steps
+        self.guidance_range: tuple[float, float] | None = None  # a guidance-distilled student: w is an input
+        self.channels_last = False
+
+    def set_precision(self, dtype: torch.dtype | None, channels_last: bool = False) -> "Denoiser":
+        """Run the network under ``torch.autocast(dtype)`` (bf16/fp16; None = fp32, or whatever
+        autocast the caller has entered, as in training), with its inputs and weights in
+        channels-last layout when ``channels_last``. The σ arithmetic around the network and its
+        output stay in the input's dtype (fp32), so samplers keep their state in fp32."""
+        self.autocast_dtype = dtype
+        if channels_last != self.channels_last and isinstance(self.network, nn.Module):
+            self.network.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        self.channels_last = bool(channels_last)
+        return self
 
     @property
     def sigma_min(self) -> float:
@@ -110,5 +125,13 @@ class Denoiser(nn.Module):
             sigma = sigma.expand(x.shape[0])
         alpha, _ = _vp_coeffs(append_dims(sigma, x.ndim))
         t = self.schedule.t(sigma)
-        out = self.network(x * alpha, t, **cond).to(x.dtype)
+        x_in = x * alpha
+        if self.channels_last and x_in.ndim == 4:
+            x_in = x_in.contiguous(memory_format=torch.channels_last)
+        if self.autocast_dtype is None:
+            out = self.network(x_in, t, **cond)
+        else:
+            with torch.autocast(x.device.type, dtype=self.autocast_dtype):
+                out = self.network(x_in, t, **cond)
+        out = out.to(x.dtype).contiguous()
         return output_to_x0(self.parameterization, x, sigma, out)

@@ -168,7 +168,7 @@ def eval_conditions(config, dataset: ImageDataset, n: int, prompt_pool: list[str
 
 def evaluate_pipeline(pipe, dataset: ImageDataset, n: int = 2000, features: str = "mnist", steps: int = 50,
                       sampler: str = DEFAULT_SAMPLER, seed: int = 0, guidance_scale: float = DEFAULT_GUIDANCE, batch_size: int = 256,
-                      progress: bool = True) -> dict:
+                      progress: bool = True, guidance_interval=None) -> dict:
     """Generate n images and score them; conditional models are asked for every class/caption
     in turn (class k for image i = i mod K)."""
     if n < 8:
@@ -185,7 +185,7 @@ def evaluate_pipeline(pipe, dataset: ImageDataset, n: int = 2000, features: str 
     labels, prompts, digit_labels = eval_conditions(cfg, dataset, n)
     t0 = time.perf_counter()
     images = pipe.generate(n=n, steps=steps, sampler=sampler, seed=seed, batch_size=batch_size, progress=progress,
-                           class_labels=labels, prompt=prompts,
+                           class_labels=labels, prompt=prompts, guidance_interval=guidance_interval,
                            guidance_scale=guidance_scale if cfg.conditioning != "none" else 1.0)
     t_sample = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -47,6 +47,7 @@ class UNetConfig:
     pooled_dim: int | None = None  # pooled text vector added to the time embedding
     extra_in_channels: int = 0  # image-like conditions concatenated to the input (inpaint, SR)
     norm_groups: int = 8
+    guidance_embed: bool = False  # a guidance-distilled student: the CFG scale w is an input (Meng et al. 2023)
 
     def __post_init__(self) -> None:
         try:
@@ -72,6 +73,8 @@ class UNetConfig:
             if (value is None and not optional) or (value is not None and (isinstance(value, bool)
                                                                           or not isinstance(value, int))):
                 raise ConfigError(f"UNet config {name} must be an integer, got {value!r}")
+        if not isinstance(self.guidance_embed, bool):
+            raise ConfigError(f"UNet config guidance_embed must be true or false, got {self.guidance_embed!r}")
         if not isinstance(self.dropout, (int, float)):
             raise ConfigError(f"UNet config dropout must be a number, got {self.dropout!r}")
         # ranges, so that a hand-edited or hostile config.json fails here and not deep inside torch
@@ -116,6 +119,9 @@ class UNetConfig:
         if unknown:
             raise ConfigError(f"unknown UNet config keys {sorted(unknown)}")
         return cls(**d)
+
+
+GUIDANCE_EMBED_SCALE = 100.0  # w ∈ [0, 10] spans the sinusoids as t ∈ [0, 1000) does
 
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
@@ -253,6 +259,11 @@ class UNet(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(c0, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.class_emb = nn.Embedding(config.num_classes + 1, emb_dim) if config.num_classes else None
         self.pooled_proj = nn.Linear(config.pooled_dim, emb_dim) if config.pooled_dim else None
+        self.guidance_mlp = None
+        if config.guidance_embed:  # zero last layer: a student starts as its teacher's conditional model
+            self.guidance_mlp = nn.Sequential(nn.Linear(c0, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+            nn.init.zeros_(self.guidance_mlp[2].weight)
+            nn.init.zeros_(self.guidance_mlp[2].bias)
         self.input_conv = nn.Conv2d(config.in_channels + config.extra_in_channels, c0, 3, padding=1)
 
         resolutions = config.resolutions
@@ -306,7 +317,7 @@ class UNet(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, class_labels: Tensor | None = None, context: Tensor | None = None,
                 context_mask: Tensor | None = None, pooled: Tensor | None = None,
-                cond_image: Tensor | None = None) -> Tensor:
+                cond_image: Tensor | None = None, guidance: Tensor | float | None = None) -> Tensor:
         cfg = self.config
         if x.shape[1] != cfg.in_channels:
             raise ConfigError(f"model expects {cfg.in_channels} input channels, got {x.shape[1]}")
@@ -326,6 +337,12 @@ class UNet(nn.Module):
                 emb = emb + self.class_emb(class_labels)
         if self.pooled_proj is not None and pooled is not None:
             emb = emb + self.pooled_proj(pooled)
+        if self.guidance_mlp is not None:
+            if guidance is None:
+                raise ConfigError("this guidance-distilled model needs its guidance scale as an input (guidance=w)")
+            w = torch.as_tensor(guidance, device=x.device, dtype=torch.float32)
+            w = w.expand(x.shape[0]) if w.ndim == 0 else w
+            emb = emb + self.guidance_mlp(timestep_embedding(w * GUIDANCE_EMBED_SCALE, cfg.base_channels).to(emb.dtype))
         if cfg.extra_in_channels:
             if cond_image is None:
                 raise ConfigError(f"this model needs a cond_image with {cfg.extra_in_channels} channels")

@@ -44,8 +44,14 @@ def save_model(folder: Path, denoiser: Denoiser, config: ModelConfig) -> Path:
 
 
 def _denoiser_from(folder: Path, weights: str, kind: str | None = None) -> tuple[Denoiser, ModelConfig]:
-    verify_checkpoint(folder, kind)
-    config = ModelConfig.from_dict(read_json(folder, "config"))
+    manifest = verify_checkpoint(folder, kind)
+    if manifest.get("kind") == AUTOENCODER_KIND:
+        raise CheckpointError(f"{folder}: an autoencoder (VAE) folder, not a diffusion model (a latent model is "
+                              "trained on it with train --vae)")
+    try:
+        config = ModelConfig.from_dict(read_json(folder, "config"))
+    except ConfigError as exc:
+        raise ConfigError(f"{folder / 'config.json'}: {exc}") from None
     denoiser = build_denoiser(config)
     load_state_dict_strict(denoiser.network, read_tensors(folder, weights), folder / f"{weights}.safetensors")
     return denoiser, config

@@ -321,9 +321,24 @@ def strength_to_sigma(denoiser, strength: float) -> float:
     return math.exp(math.log(lo) + strength * (math.log(hi) - math.log(lo)))
 
 
+def check_student_grid(model, grid: str, steps: int) -> None:
+    """A step-distilled student (``model.distilled_steps`` = K) samples on the trailing grid it
+    was distilled on, with at most K steps; anything else is a :class:`ConfigError`."""
+    k = getattr(model, "distilled_steps", None)
+    if k is None:
+        return
+    if grid != "trailing":
+        raise ConfigError(f"this model is a {k}-step distilled student: it samples with the sampler 'Distilled' "
+                          f"(DDIM on the trailing grid it was distilled on), not on the {grid!r} grid")
+    if isinstance(steps, int) and not isinstance(steps, bool) and steps > k:
+        raise ConfigError(f"this model is a distilled student for {k} steps: {steps} steps are more than it was "
+                          f"distilled for (use --steps {k} or fewer)")
+
+
 def grid_sigmas(model, grid: str, steps: int, **grid_kwargs) -> Tensor:
     """:func:`get_sigmas` for a sampler registered on ``grid``: a model without a discrete
     schedule (EDM-style) gets the Karras grid where ``grid`` is uniform in the timestep."""
+    check_student_grid(model, grid, steps)
     if grid in T_SPACINGS and not isinstance(model, NoiseSchedule) and \
             not isinstance(getattr(model, "schedule", None), NoiseSchedule):
         grid = "karras"
@@ -341,6 +356,7 @@ def task_sigmas(denoiser, grid: str, steps: int, sigma_start: float | None = Non
     timesteps uniform in [t(sigma_start), 0] of the model's schedule. Always ``steps`` steps:
     a lower start does not silently cut the number of network evaluations.
     """
+    check_student_grid(denoiser, grid, steps)
     hi = float(denoiser.sigma_max)
     if sigma_start is None or sigma_start >= hi * (1 - 1e-6):
         return grid_sigmas(denoiser, grid, steps).to(torch.float64)

@@ -74,6 +74,10 @@ class SamplerSpec:
     stochastic: bool = False
 
     def __call__(self, denoiser, x: Tensor, sigmas: Tensor, **kwargs) -> Tensor:
+        k = getattr(denoiser, "distilled_steps", None)
+        if k is not None and self.fn is not sample_ddim:
+            raise ConfigError(f"this model is a {k}-step distilled student: it samples with the sampler 'Distilled' (DDIM, the "
+                              f"sampler it was distilled for), not {self.name!r}")
         return self.fn(denoiser, x, sigmas, **{**self.kwargs, **kwargs})
 
     def sigmas(self, model, steps: int, **grid_kwargs) -> Tensor:
@@ -145,6 +149,8 @@ _REGISTRY_ROWS = [
     ("UniPC Karras", "unipc", "karras", {"variant": "bh2"},
      "UniPCMultistepScheduler(solver_order=3, use_karras_sigmas=True)"),
     ("ABM", "abm", "angle_clustered", {}, "none (closest: UniPCMultistepScheduler, DEISMultistepScheduler)"),
+    # a distilled student's sampler (training/distill.py): DDIM on the trailing grid it was distilled on
+    ("Distilled", "ddim", "trailing", {}, "DDIMScheduler(timestep_spacing='trailing') on the student"),
 ]
 
 # Our snake names run on the grid that suits each sampler best on benchmarks/samplers.py.
@@ -180,6 +186,12 @@ SAMPLER_REGISTRY: dict[str, SamplerSpec] = _build_registry()
 DEFAULT_SAMPLER = "DDIM"
 DEFAULT_STEPS = 50
 DEFAULT_GUIDANCE = 2.0  # classifier-free guidance scale w of generation (1 = plain conditional, 0 = unconditional)
+DEFAULT_GUIDANCE_INTERVAL = None  # (σ_lo, σ_hi): guide only there (Kynkäänniemi et al. 2024); None = every σ
+# The editing tasks (inpaint, img2img, upscale, seed/class walks) replace or project their image
+# once per step, so they want more steps than generation; they were measured (docs/editing.md,
+# benchmarks/editing_defaults.py) with DDIM at 50 steps, and keep it.
+EDIT_SAMPLER = "DDIM"
+EDIT_STEPS = 50
 # Zero-shot super-resolution samples with DDPM: its ancestral steps keep the projected samples on
 # the data manifold better than a deterministic ODE (quickstart MNIST model, ×4 from 7×7, the true
 # class, w = 2, N = 100 test digits: DDPM 50 steps 15.70 dB PSNR, DDIM 14.45 dB, bicubic 14.59 dB).

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER
+from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, EDIT_SAMPLER, EDIT_STEPS
 from torchdiffusion.denoiser.wrappers import CountingDenoiser
 from torchdiffusion.sampling.seeds import initial_noise, seeded_generators
 from torchdiffusion.tasks.common import (TaskResult, check_strength, conditioned, model_channels, model_size, resolve, run_sampler, space_of, strength_to_sigma, task_classes, task_sigmas, image_condition)
@@ -31,7 +31,7 @@ from torchdiffusion.errors import ConfigError
 
 
 @torch.no_grad()
-def img2img(model, images, strength: float = 0.5, *, steps: int = 50, sampler: str = DEFAULT_SAMPLER, seed: int = 0,
+def img2img(model, images, strength: float = 0.5, *, steps: int = EDIT_STEPS, sampler: str = EDIT_SAMPLER, seed: int = 0,
             class_labels=None, prompt=None, negative_prompt=None, guidance_scale: float = DEFAULT_GUIDANCE,
             sampler_kwargs: dict | None = None) -> TaskResult:
     """SDEdit ``images`` (N, C, H, W in [-1, 1], model size) at ``strength``; see the module

@@ -36,7 +36,7 @@ import math
 import torch
 from torch import Tensor
 
-from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER
+from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, EDIT_SAMPLER, EDIT_STEPS
 from torchdiffusion.denoiser.image_conditions import inpaint_cond_image
 from torchdiffusion.errors import ConfigError
 from torchdiffusion.denoiser.wrappers import CountingDenoiser
@@ -81,7 +81,7 @@ def repaint_schedule(sigmas: Tensor, jump: int, resample: int) -> list[tuple[Ten
 
 
 @torch.no_grad()
-def inpaint(model, images, mask, *, steps: int = 50, sampler: str = DEFAULT_SAMPLER, seed: int = 0,
+def inpaint(model, images, mask, *, steps: int = EDIT_STEPS, sampler: str = EDIT_SAMPLER, seed: int = 0,
             jump: int = 10, resample: int = 1, method: str = "auto", class_labels=None, prompt=None,
             negative_prompt=None, guidance_scale: float = DEFAULT_GUIDANCE, sampler_kwargs: dict | None = None) -> TaskResult:
     """Fill the pixels where ``mask`` is 1 in ``images`` (N, C, H, W in [-1, 1], model size).

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from torchdiffusion.denoiser.guidance import CFGDenoiser, class_index
-from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER
+from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, EDIT_SAMPLER, EDIT_STEPS
 from torchdiffusion.errors import ConfigError
 from torchdiffusion.denoiser.wrappers import CountingDenoiser
 from torchdiffusion.sampling.seeds import initial_noise, seeded_generators
@@ -112,7 +112,7 @@ def _pair(value):
 
 
 @torch.no_grad()
-def interpolate_seeds(model, seed_a: int, seed_b: int, frames: int = 8, *, steps: int = 50, sampler: str = DEFAULT_SAMPLER,
+def interpolate_seeds(model, seed_a: int, seed_b: int, frames: int = 8, *, steps: int = EDIT_STEPS, sampler: str = EDIT_SAMPLER,
                       class_labels=None, prompt=None, guidance_scale: float = DEFAULT_GUIDANCE) -> TaskResult:
     """``frames`` images along the slerp from seed_a's noise to seed_b's (ends are the
     images :meth:`DiffusionPipeline.generate` gives for those seeds with a deterministic sampler).
@@ -154,7 +154,7 @@ def interpolate_seeds(model, seed_a: int, seed_b: int, frames: int = 8, *, steps
 
 
 @torch.no_grad()
-def interpolate_images(model, image_a, image_b, frames: int = 8, *, steps: int = 50,
+def interpolate_images(model, image_a, image_b, frames: int = 8, *, steps: int = EDIT_STEPS,
                        fixed_point_iters: int = 2) -> TaskResult:
     """``frames`` images between two real images through their DDIM latents."""
     denoiser, pipe = resolve(model)
@@ -176,8 +176,8 @@ def interpolate_images(model, image_a, image_b, frames: int = 8, *, steps: int =
 
 
 @torch.no_grad()
-def interpolate_conditions(model, cond_a: dict, cond_b: dict, frames: int = 8, *, seed: int = 0, steps: int = 50,
-                           sampler: str = DEFAULT_SAMPLER, guidance_scale: float = DEFAULT_GUIDANCE) -> TaskResult:
+def interpolate_conditions(model, cond_a: dict, cond_b: dict, frames: int = 8, *, seed: int = 0, steps: int = EDIT_STEPS,
+                           sampler: str = EDIT_SAMPLER, guidance_scale: float = DEFAULT_GUIDANCE) -> TaskResult:
     """``frames`` images from one seed's noise between two conditions, each a dict with
     ``class_labels`` (one class: the embedding is interpolated) or ``prompt`` (and optionally
     ``negative_prompt``; the guided predictions are mixed)."""

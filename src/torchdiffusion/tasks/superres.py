@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, UPSCALE_SAMPLER
+from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, EDIT_STEPS, UPSCALE_SAMPLER
 from torchdiffusion.denoiser.image_conditions import downsample, sr_cond_image, upsample_bicubic, upsample_nearest
 from torchdiffusion.errors import ConfigError
 from torchdiffusion.denoiser.wrappers import CountingDenoiser
@@ -75,7 +75,7 @@ def project_in_range(x: Tensor, lowres: Tensor, factor: int, iters: int = 100) -
 
 
 @torch.no_grad()
-def upscale(model, lowres, factor: int | None = None, *, steps: int = 50, sampler: str = UPSCALE_SAMPLER,
+def upscale(model, lowres, factor: int | None = None, *, steps: int = EDIT_STEPS, sampler: str = UPSCALE_SAMPLER,
             seed: int = 0, method: str = "auto", aug_level: float = 0.0, strength: float = 0.5, class_labels=None,
             prompt=None, guidance_scale: float = DEFAULT_GUIDANCE, sampler_kwargs: dict | None = None,
             average: int = 1) -> TaskResult:
@@ -100,7 +100,7 @@ def upscale(model, lowres, factor: int | None = None, *, steps: int = 50, sample
 
 
 @torch.no_grad()
-def upscale_sample(model, lowres, factor: int | None = None, *, steps: int = 50, sampler: str = UPSCALE_SAMPLER,
+def upscale_sample(model, lowres, factor: int | None = None, *, steps: int = EDIT_STEPS, sampler: str = UPSCALE_SAMPLER,
                    seed: int = 0, method: str = "auto", aug_level: float = 0.0, strength: float = 0.5,
                    class_labels=None, prompt=None, guidance_scale: float = DEFAULT_GUIDANCE,
                    sampler_kwargs: dict | None = None) -> TaskResult:

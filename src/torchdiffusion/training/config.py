@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER
 from torchdiffusion.denoiser.losses import WEIGHTINGS
 from torchdiffusion.errors import ConfigError
+from torchdiffusion.networks.precision import PRECISIONS
 
 
 DEFAULT_MINUTES = 8.0  # the training budget when neither --steps nor --minutes is given
@@ -66,7 +67,7 @@ class TrainConfig:
             raise ConfigError(f"unknown --weighting {self.weighting!r}; choose one of {WEIGHTINGS}")
         if not 0.0 <= self.cond_drop_prob < 1.0:
             raise ConfigError(f"--cond-drop-prob must be in [0, 1), got {self.cond_drop_prob}")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+        if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown --precision {self.precision!r}; choose auto, fp32, bf16 or fp16")
         if self.precision == "fp16" and not self.device.startswith("cuda"):
             raise ConfigError("--precision fp16 needs --device cuda (on CPU use bf16 or fp32)")

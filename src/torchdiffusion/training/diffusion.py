@@ -201,9 +201,8 @@ class Trainer:
             with ctx:
                 with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.bfloat16,
                                     enabled=self.autocast_dtype is not None):
-                    loss = diffusion_loss(net, self.denoiser.schedule, x[part], self.model_config.parameterization,
-                                          self.cfg.weighting, self.cfg.min_snr_gamma, t=t[part], noise=noise[part],
-                                          **{key: v[part] for key, v in cond.items()})
+                    loss = self.compute_loss(net, x[part], t[part], noise[part],
+                                             {key: v[part] for key, v in cond.items()})
                 loss = loss / k
                 (self.scaler.scale(loss) if self.scaler else loss).backward()
             total += loss.detach()
@@ -228,6 +227,11 @@ class Trainer:
             torch.distributed.all_reduce(total)
             total /= self.dist.world_size
         return float(total), grad_norm.item()
+
+    def compute_loss(self, net, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, cond: dict) -> torch.Tensor:
+        """The loss of one micro-batch (the weighted denoising loss; a distillation trainer overrides it)."""
+        return diffusion_loss(net, self.denoiser.schedule, x0, self.model_config.parameterization, self.cfg.weighting,
+                              self.cfg.min_snr_gamma, t=t, noise=noise, **cond)
 
     def _non_finite(self, loss, grad_norm: torch.Tensor) -> bool:
         """True (on every rank) when the loss or, without an fp16 scaler (which handles its own

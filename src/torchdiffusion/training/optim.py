@@ -4,28 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from torchdiffusion.errors import ConfigError
-
-
-def bf16_supported() -> bool:
-    """True when this CPU has native bf16 matrix instructions (AVX512-BF16 or AMX)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def resolve_precision(precision: str, device: str) -> torch.dtype | None:
-    """The autocast dtype, or None for plain fp32."""
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "fp16":
-        return torch.float16
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    return torch.bfloat16 if bf16_supported() else None
+from torchdiffusion.networks.precision import bf16_supported, resolve_precision  # noqa: F401  (the trainers' import)
 
 
 def lr_at(step: int, cfg) -> float:

@@ -83,7 +83,7 @@ def prepare_run(model_config: ModelConfig | None, train_config: TrainConfig, res
             changes = resume_options(saved_train, given, overrides, f" ({folder})")
             saved_train.out = str(out)
             saved_train.validate()
-            trainer = trainer_class(saved_train)(saved_model, saved_train, dataset, dist_info)
+            trainer = trainer_class(saved_train, saved_model)(saved_model, saved_train, dataset, dist_info)
             trainer.load_checkpoint(folder)
             shown = ", ".join(f"{name} {getattr(saved_train, name)}" for name in RESUME_SHOWN)
             log.info("resumed %s at step %d with its saved options (%s, …)%s", folder, trainer.step, shown,
@@ -92,9 +92,14 @@ def prepare_run(model_config: ModelConfig | None, train_config: TrainConfig, res
     elif existing:
         raise ConfigError(f"{out} already holds a training run (step {existing[0][0]}); pass --resume to continue "
                           "it or choose another --out")
-    return trainer_class(train_config)(model_config, train_config, dataset, dist_info)
+    return trainer_class(train_config, model_config)(model_config, train_config, dataset, dist_info)
 
 
-def trainer_class(train_config: TrainConfig) -> type[Trainer]:
-    """:class:`Trainer`, or :class:`latent.LatentTrainer` for a run on a VAE's latents."""
+def trainer_class(train_config: TrainConfig, model_config: ModelConfig | None = None) -> type[Trainer]:
+    """:class:`Trainer`, :class:`latent.LatentTrainer` for a run on a VAE's latents, or
+    :class:`distill.DistillTrainer` for a distillation round (a model config with ``distilled``)."""
+    if model_config is not None and model_config.distilled is not None:
+        from torchdiffusion.training.distill import DistillTrainer  # distill imports this module
+
+        return DistillTrainer
     return LatentTrainer if train_config.vae else Trainer

@@ -18,7 +18,8 @@ import queue
 import threading
 import time
 
-from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER
+from torchdiffusion.sampling.registry import (DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, EDIT_SAMPLER,
+                                              EDIT_STEPS, UPSCALE_SAMPLER)
 from torchdiffusion.errors import TorchDiffusionError
 from torchdiffusion.ui.backend import Backend, GenerateRequest, enlarge, familiar_sampler_names, random_seed
 from torchdiffusion.ui.jobs import Cancelled
@@ -139,9 +140,10 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
             all_cond.append((prompt, neg, cls, negative))
             return prompt, neg, cls
 
-        def sampling_controls(prefix: str, steps: int = 30, seed: bool = True):
+        def sampling_controls(prefix: str, steps: int = DEFAULT_STEPS, seed: bool = True,
+                              sampler_name: str = DEFAULT_SAMPLER):
             with gr.Row():
-                sampler = gr.Dropdown(samplers, value=DEFAULT_SAMPLER, label="Sampler", elem_id=f"{prefix}-sampler")
+                sampler = gr.Dropdown(samplers, value=sampler_name, label="Sampler", elem_id=f"{prefix}-sampler")
                 steps_c = gr.Slider(1, lim.max_steps, value=min(steps, lim.max_steps), step=1,
                                     label=f"Steps (≤ {lim.max_steps})", elem_id=f"{prefix}-steps")
                 cfg = gr.Slider(0, 15, value=DEFAULT_GUIDANCE, step=0.5, label="Guidance scale (CFG)", elem_id=f"{prefix}-cfg")
@@ -239,8 +241,8 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
                 g_stop.click(cancel, None, g_status, queue=False, api_name="cancel")
 
             # ------------------------------------------------------------ editing tabs
-            def edit_tab(name: str, prefix: str, build_extra, run, steps: int = 30, negative: bool = True,
-                         hook=None):
+            def edit_tab(name: str, prefix: str, build_extra, run, steps: int = EDIT_STEPS, negative: bool = True,
+                         hook=None, sampler_name: str = EDIT_SAMPLER):
                 with gr.Tab(name, id=prefix, elem_id=f"tab-{prefix}"):
                     why = missing.get(prefix)
                     if why:
@@ -251,7 +253,7 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
                             ins = build_extra()
                         with gr.Column():
                             prompt, neg, cls = conditioning_controls(prefix, negative)
-                            sampler, steps_c, cfg, seed = sampling_controls(prefix, steps)
+                            sampler, steps_c, cfg, seed = sampling_controls(prefix, steps, sampler_name=sampler_name)
                     go, stop, progress, status = job_outputs(prefix)
                     with gr.Row():
                         out = gr.Gallery(label="Result", format="png", columns=4, height=300, elem_id=f"{prefix}-out", elem_classes="td-pixel")
@@ -354,7 +356,8 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
                 return [f, k]
 
             edit_tab("Upscale", "upscale", upscale_inputs,
-                     lambda req, extra, cb, tok: backend.upscale(req, extra[0], int(extra[1]), cb, tok), negative=False)
+                     lambda req, extra, cb, tok: backend.upscale(req, extra[0], int(extra[1]), cb, tok), negative=False,
+                     sampler_name=UPSCALE_SAMPLER)
 
             def denoise_inputs():
                 f = image_input("denoise", "Noisy image")
@@ -366,7 +369,7 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
 
             edit_tab("Denoise", "denoise", denoise_inputs,
                      lambda req, extra, cb, tok: backend.denoise(req, extra[0], extra[1], extra[2], cb, tok),
-                     steps=20, negative=False)
+                     steps=20, negative=False, sampler_name="DDPM")
 
             def interpolate_inputs():
                 gr.Markdown("Frames between the images of seed A (the Seed field) and seed B, along the "

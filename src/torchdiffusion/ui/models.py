@@ -15,16 +15,18 @@ from pathlib import Path
 
 from torchdiffusion.errors import CheckpointError, ConfigError, TorchDiffusionError
 from torchdiffusion.io.runs import find_model_folder
+from torchdiffusion.networks.precision import check_precision
 from torchdiffusion.pipeline.pipeline import DiffusionPipeline
 
 
 class ModelLibrary:
     def __init__(self, models_dir: str | Path, default: str | Path | None = None, device: str = "cpu",
-                 cache_size: int = 2):
+                 cache_size: int = 2, precision: str = "auto"):
         self.root = Path(models_dir).expanduser().resolve()
         if not self.root.is_dir():
             raise ConfigError(f"--models-dir {models_dir}: no such folder")
         self.device = device
+        self.precision = check_precision(precision, device)
         self.cache_size = cache_size
         self._cache: OrderedDict[str, object] = OrderedDict()
         self._hashes: dict[Path, str] = {}
@@ -84,7 +86,7 @@ class ModelLibrary:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-            pipe = DiffusionPipeline.from_pretrained(path, device=self.device)
+            pipe = DiffusionPipeline.from_pretrained(path, device=self.device, precision=self.precision)
             self._cache[key] = pipe
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
