@@ -4,6 +4,11 @@
     python benchmarks/fast_generation.py --model runs/mnist --part curves --n 500 --csv curves.csv --plot curves.png
     python benchmarks/fast_generation.py --model runs/mnist --part interval --n 1000
     python benchmarks/fast_generation.py --model runs/mnist --part headline --n 1000
+    torchdiffusion distill --checkpoint runs/mnist --out runs/mnist-distilled --steps 1
+    python benchmarks/fast_generation.py --model runs/mnist --part students --n 1000 \
+        --students runs/mnist-distilled/round-4/model,runs/mnist-distilled/round-2/model,runs/mnist-distilled/model
+    python benchmarks/fast_generation.py --model runs/mnist --part diffusers --steps 4 --n 1000 \
+        --samplers "DDIM;DPM++ 2M" --students runs/mnist-distilled/round-4/model
 
 Model: a class-conditional MNIST model (the default quickstart run). Every image is asked for
 class i mod 10 with classifier-free guidance w (default 2, ``DEFAULT_GUIDANCE``), seeds 0…N-1.
@@ -23,6 +28,11 @@ Parts:
 * ``interval``: guidance only for σ in an interval (Kynkäänniemi et al. 2024) at the default sampler.
 * ``headline``: the old default (DDIM 50 steps, fp32, guidance at every σ) against the current
   defaults, end to end (``pipe.generate`` wall time, the same N images).
+* ``students``: distilled students (``torchdiffusion distill``) against their teacher at the old
+  and the new default.
+* ``diffusers``: diffusers' few-step schedulers (DDIM, DPM-Solver++, UniPC, LCM) driven on the
+  same network at the same NFE, against ours and a student of that many steps (needs the
+  ``bench`` extra).
 
 Nothing is asserted; every figure is printed with the CPU it ran on.
 """
@@ -85,7 +95,7 @@ class Judge:
         return sample_metrics(x, self.dataset, self.extractor)["fid"]
 
 
-def generate(pipe, n, sampler, steps, guidance=DEFAULT_GUIDANCE, interval=None, batch_size=125):
+def generate(pipe, n, sampler, steps, guidance=DEFAULT_GUIDANCE, interval=DEFAULT_GUIDANCE_INTERVAL, batch_size=125):
     t0 = time.perf_counter()
     images = pipe.generate(n=n, steps=steps, sampler=sampler, seed=0, batch_size=batch_size, progress=False,
                            class_labels=[i % 10 for i in range(n)], guidance_scale=guidance,
@@ -136,7 +146,7 @@ def part_precision(pipe, args, judge):
     print("| precision | FID | class accuracy | sampling s | images/s |\n|---|---|---|---|---|")
     for precision in ("fp32", "bf16"):
         pipe.set_precision(precision)
-        images, dt = generate(pipe, args.n, sampler, steps, interval=DEFAULT_GUIDANCE_INTERVAL)
+        images, dt = generate(pipe, args.n, sampler, steps, interval=None)
         r = judge(images)
         print(f"| {precision} | {r['fid']:.2f} | {r['class_accuracy']:.1%} | {dt:.1f} | {args.n / dt:.1f} |")
     print(f"\nnoise floor (FID of {args.n} real held-out digits): {judge.floor():.2f}")
@@ -146,7 +156,7 @@ def part_curves(pipe, args, judge):
     names = args.samplers.split(";") if args.samplers else [row[0] for row in _REGISTRY_ROWS]
     nfes = [int(v) for v in args.nfe.split(",")]
     rows = []
-    print(f"\n### FID and class accuracy against NFE (w = {DEFAULT_GUIDANCE:g}, N = {args.n}, "
+    print(f"\n### FID and class accuracy against NFE (w = {DEFAULT_GUIDANCE:g} at every σ, N = {args.n}, "
           f"{pipe.precision})\n\n{machine_line()}\n")
     print("| sampler | grid | " + " | ".join(f"NFE {k}" for k in nfes) + " | knee |")
     print("|---|---|" + "---|" * (len(nfes) + 1))
@@ -158,7 +168,7 @@ def part_curves(pipe, args, judge):
             if steps is None:
                 cells.append("–")
                 continue
-            images, dt = generate(pipe, args.n, name, steps)
+            images, dt = generate(pipe, args.n, name, steps, interval=None)  # guided at every σ
             r = judge(images)
             fids[nfe] = r["fid"]
             rows.append({"sampler": name, "grid": spec.grid, "nfe": nfe, "steps": steps, "fid": r["fid"],
@@ -177,36 +187,51 @@ def part_curves(pipe, args, judge):
         plot_curves(rows, args.plot, args.n, judge.floor())
 
 
-def plot_curves(rows, path, n, floor):
+def plot_curves(rows, path, n, floor, highlight=(DEFAULT_SAMPLER, OLD_DEFAULT[0])):
+    """FID and class accuracy against NFE, one line per sampler; ``highlight`` drawn bold."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5.2))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5.6))
     names = list(dict.fromkeys(r["sampler"] for r in rows))
     cmap = plt.get_cmap("tab20")
+    nfes = sorted({int(r["nfe"]) for r in rows})
     for i, name in enumerate(names):
-        rs = [r for r in rows if r["sampler"] == name]
-        style = "-" if i < 20 else "--"
-        ax1.plot([r["nfe"] for r in rs], [r["fid"] for r in rs], style, marker="o", ms=3, color=cmap(i % 20),
-                 label=name)
-        ax2.plot([r["nfe"] for r in rs], [100 * r["class_accuracy"] for r in rs], style, marker="o", ms=3,
-                 color=cmap(i % 20))
-    ax1.axhline(floor, color="grey", lw=1, ls=":", label=f"real digits (N = {n})")
+        rs = sorted((r for r in rows if r["sampler"] == name), key=lambda r: int(r["nfe"]))
+        bold = name in highlight
+        kw = dict(marker="o", ms=4 if bold else 2.5, lw=2.8 if bold else 1.0, ls="-" if bold or i < 20 else "--",
+                  color="black" if name == highlight[0] else ("tab:red" if bold else cmap(i % 20)),
+                  alpha=1.0 if bold else 0.75, zorder=3 if bold else 2)
+        ax1.plot([int(r["nfe"]) for r in rs], [float(r["fid"]) for r in rs], label=name, **kw)
+        ax2.plot([int(r["nfe"]) for r in rs], [100 * float(r["class_accuracy"]) for r in rs], **kw)
+    ax1.axhline(floor, color="grey", lw=1, ls=":", label=f"real held-out digits (N = {n})")
     for ax in (ax1, ax2):
         ax.set_xscale("log")
-        ax.set_xlabel("network evaluations (NFE; one batched CFG forward each)")
+        ax.xaxis.set_major_locator(FixedLocator(nfes))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.set_xlabel("network evaluations (NFE; each one batched conditional + unconditional forward)")
         ax.grid(alpha=0.3)
     ax1.set_yscale("log")
-    ax1.set_ylabel(f"FID, MNIST-classifier features, N = {n} (lower is better)")
-    ax2.set_ylabel("class accuracy of the packaged MNIST classifier, %")
-    ax2.set_ylim(0, 100)
-    ax1.legend(fontsize=7, ncol=2)
-    fig.suptitle("Default quickstart MNIST model, class-conditional, guidance 2")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    ax1.yaxis.set_major_formatter(ScalarFormatter())
+    ax1.set_ylabel(f"FID on MNIST-classifier features, N = {n} (lower is better)")
+    ax2.set_ylabel("class accuracy (packaged MNIST classifier), %")
+    ax2.set_ylim(0, 101)
+    fig.legend(*ax1.get_legend_handles_labels(), loc="center right", fontsize=7.5, frameon=False)
+    fig.suptitle(f"Default quickstart MNIST model (class-conditional), guidance {DEFAULT_GUIDANCE:g} at every σ; "
+                 f"bold: {highlight[0]} (black, the default) and {highlight[1]} (red, the old default)")
+    fig.tight_layout(rect=(0, 0, 0.83, 1))
+    fig.savefig(path, dpi=100)
     print(f"wrote {path}")
+
+
+def replot(csv_path, plot_path, n, floor):
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    plot_curves(rows, plot_path, n, floor)
 
 
 def part_interval(pipe, args, judge):
@@ -245,10 +270,109 @@ def part_headline(pipe, args, judge):
     print(f"\nnoise floor (FID of {args.n} real held-out digits): {judge.floor():.2f}")
 
 
+DIFFUSERS_SCHEDULERS = [  # (label, class, options): the few-step schedulers a diffusers user would reach for
+    ("DDIMScheduler (default, leading)", "DDIMScheduler", {}),
+    ("DDIMScheduler (trailing)", "DDIMScheduler", {"timestep_spacing": "trailing"}),
+    ("DPMSolverMultistepScheduler (default)", "DPMSolverMultistepScheduler", {}),
+    ("DPMSolverMultistepScheduler (Karras)", "DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+    ("UniPCMultistepScheduler (default)", "UniPCMultistepScheduler", {}),
+    ("LCMScheduler (default)", "LCMScheduler", {}),
+]
+
+
+@torch.no_grad()
+def diffusers_generate(pipe, cls_name, options, steps, n, guidance=DEFAULT_GUIDANCE, batch_size=125):
+    """diffusers' scheduler loop on our network (the same weights, bf16 autocast as ours): CFG on
+    the v-prediction, images i of class i mod 10, noise from seeds 0…n-1 as ours."""
+    import diffusers
+
+    from torchdiffusion.sampling.seeds import initial_noise, seeded_generators
+
+    den = pipe.denoiser
+    ab = den.schedule.alpha_bar
+    betas = torch.cat([1 - ab[:1], 1 - ab[1:] / ab[:-1]]).numpy()
+    pred = {"v": "v_prediction", "eps": "epsilon", "x0": "sample"}[pipe.config.parameterization]
+    scheduler = getattr(diffusers, cls_name)(num_train_timesteps=den.schedule.num_timesteps, trained_betas=betas,
+                                            prediction_type=pred, **options)
+    null = pipe.config.unet.num_classes
+    gens = seeded_generators(0, n)
+    out, nfe = [], 0
+    for start in range(0, n, batch_size):
+        g = gens[start:start + batch_size]
+        b = len(g)
+        x = initial_noise(pipe.latent_shape, g, 1.0, pipe.device) * scheduler.init_noise_sigma
+        labels = torch.arange(start, start + b) % 10
+        both = torch.cat([labels, torch.full_like(labels, null)])
+        scheduler.set_timesteps(steps)
+        nfe = 0
+        for t in scheduler.timesteps:
+            xin = scheduler.scale_model_input(x, t)
+            tt = torch.full((2 * b,), float(t))
+            with torch.autocast("cpu", dtype=den.autocast_dtype or torch.bfloat16, enabled=den.autocast_dtype is not None):
+                o = den.network(torch.cat([xin, xin]), tt, class_labels=both).float()
+            c, u = o.split(b)
+            x = scheduler.step(u + guidance * (c - u), t, x).prev_sample
+            nfe += 1
+        out.append(x.clamp(-1, 1))
+    return torch.cat(out), nfe
+
+
+def part_diffusers(pipe, args, judge):
+    nfe = args.steps or 4
+    print(f"\n### Against diffusers at {nfe} NFE on the same network (w = {DEFAULT_GUIDANCE:g}, N = {args.n}, "
+          f"{pipe.precision})\n\n{machine_line()}\n")
+    print("| sampler | NFE | FID | class accuracy |\n|---|---|---|---|")
+    for label, cls_name, options in DIFFUSERS_SCHEDULERS:
+        try:
+            images, used = diffusers_generate(pipe, cls_name, options, nfe, args.n)
+        except Exception as exc:  # a configuration diffusers refuses
+            print(f"| diffusers {label} | – | {type(exc).__name__}: {exc} | |")
+            continue
+        r = judge(images)
+        print(f"| diffusers {label} | {used} | {r['fid']:.2f} | {r['class_accuracy']:.1%} |", flush=True)
+    for name in (args.samplers.split(";") if args.samplers else [DEFAULT_SAMPLER]):
+        steps = steps_for_nfe(name, nfe)
+        images, _ = generate(pipe, args.n, name, steps, interval=None)  # guided at every σ, as diffusers
+        r = judge(images)
+        print(f"| torchdiffusion {name} | {nfe} | {r['fid']:.2f} | {r['class_accuracy']:.1%} |", flush=True)
+    for folder in (args.students.split(",") if args.students else []):
+        student = DiffusionPipeline.from_pretrained(folder, precision=args.precision)
+        k = student.distilled_steps
+        if k != nfe:
+            continue
+        images, _ = generate(student, args.n, None, None)
+        r = judge(images)
+        print(f"| torchdiffusion {k}-step distilled student | {k} | {r['fid']:.2f} | {r['class_accuracy']:.1%} |")
+    print(f"\nnoise floor (FID of {args.n} real held-out digits): {judge.floor():.2f}")
+
+
+def part_students(pipe, args, judge):
+    print(f"\n### Distilled students against their teacher (w = {DEFAULT_GUIDANCE:g}, N = {args.n}, "
+          f"{pipe.precision})\n\n{machine_line()}\n")
+    print("| model | sampler | NFE | forwards per step | sampling s | images/s | FID | class accuracy |\n"
+          "|---|---|---|---|---|---|---|---|")
+    rows = [("teacher, guided at every σ", pipe, OLD_DEFAULT[0], OLD_DEFAULT[1], "2B", None),
+            ("teacher, default guidance interval", pipe, DEFAULT_SAMPLER, DEFAULT_STEPS, "B or 2B",
+             DEFAULT_GUIDANCE_INTERVAL)]
+    if args.skip_old:  # its row is in the headline table (same seeds, N and judge)
+        rows = rows[1:]
+    for folder in args.students.split(","):
+        student = DiffusionPipeline.from_pretrained(folder, precision=args.precision)
+        rows.append((f"{student.distilled_steps}-step student", student, "Distilled", student.distilled_steps, "B",
+                     None))
+    for label, p, sampler, steps, per, iv in rows:
+        images, dt = generate(p, args.n, sampler, steps, interval=iv)
+        r = judge(images)
+        print(f"| {label} | {sampler} | {steps} | {per} | {dt:.1f} | {args.n / dt:.1f} | {r['fid']:.2f} | "
+              f"{r['class_accuracy']:.1%} |", flush=True)
+    print(f"\nnoise floor (FID of {args.n} real held-out digits): {judge.floor():.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="runs/mnist")
-    ap.add_argument("--part", choices=("precision", "curves", "interval", "headline"), required=True)
+    ap.add_argument("--part", choices=("precision", "curves", "interval", "headline", "diffusers", "students"),
+                    required=True)
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--batch-size", type=int, default=125)
     ap.add_argument("--precision", default="auto")
@@ -258,13 +382,20 @@ def main() -> None:
     ap.add_argument("--nfe", default="1,2,3,4,5,6,8,10,15,20,30,50")
     ap.add_argument("--intervals", default="0.3,inf;0,5;0.3,5;0.5,3;1,inf")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--students", default=None, help="','-separated distilled model folders")
+    ap.add_argument("--skip-old", action="store_true", help="students: leave out the teacher at the old default")
     ap.add_argument("--csv", default=None)
     ap.add_argument("--plot", default=None)
+    ap.add_argument("--replot", default=None, metavar="CSV",
+                    help="only redraw --plot from a CSV of --part curves (with --n and --floor)")
+    ap.add_argument("--floor", type=float, default=None, help="the printed noise floor, for --replot")
     args = ap.parse_args()
+    if args.replot:
+        return replot(args.replot, args.plot, args.n, args.floor)
     pipe = DiffusionPipeline.from_pretrained(args.model, precision=args.precision)
     judge = Judge(args.n)
     {"precision": part_precision, "curves": part_curves, "interval": part_interval,
-     "headline": part_headline}[args.part](pipe, args, judge)
+     "headline": part_headline, "diffusers": part_diffusers, "students": part_students}[args.part](pipe, args, judge)
 
 
 if __name__ == "__main__":

@@ -185,3 +185,33 @@ def test_editing_without_class_says_which_class_it_used(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "no --class given; used the class the model sees in the input:" in out
     assert re.search(r"input: (zero|one|two) \(pass --class", out)
+
+
+def test_generation_defaults_are_written_once(tmp_path):
+    """ABM 10 steps guided for σ > 1 everywhere generation happens; the editing tasks keep DDIM 50."""
+    import inspect
+
+    from torchdiffusion import tasks
+    from torchdiffusion.denoiser.guidance import check_guidance_interval
+    from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE_INTERVAL, EDIT_SAMPLER, EDIT_STEPS
+    from torchdiffusion.training.config import TrainConfig
+
+    for command in ("sample", "eval"):
+        assert _default(command, "steps") is None and _default(command, "sampler") is None  # the model's default
+        assert check_guidance_interval(_default(command, "guidance_interval")) == DEFAULT_GUIDANCE_INTERVAL
+    pipe = DiffusionPipeline.from_pretrained(make_models(tmp_path) / "tiny-class")
+    assert pipe.default_sampling() == (DEFAULT_SAMPLER, DEFAULT_STEPS)
+    assert inspect.signature(DiffusionPipeline.generate).parameters["guidance_interval"].default \
+        == DEFAULT_GUIDANCE_INTERVAL
+    t = TrainConfig()
+    assert (t.sampler, t.final_steps, t.sample_steps, t.eval_steps) == (DEFAULT_SAMPLER,) + (DEFAULT_STEPS,) * 3
+    for command in ("inpaint", "img2img", "interpolate"):
+        assert (_default(command, "sampler"), _default(command, "steps")) == (EDIT_SAMPLER, EDIT_STEPS), command
+    for fn in (tasks.inpaint, tasks.img2img, tasks.interpolate_seeds):
+        params = inspect.signature(fn).parameters
+        assert (params["sampler"].default, params["steps"].default) == (EDIT_SAMPLER, EDIT_STEPS), fn.__name__
+    pytest.importorskip("gradio")
+    from torchdiffusion.ui.backend import GenerateRequest
+
+    r = GenerateRequest(model="m")
+    assert (r.sampler, r.steps) == (DEFAULT_SAMPLER, DEFAULT_STEPS)

@@ -7,8 +7,17 @@ import argparse
 PRECISION_HELP = ("number format of the network: auto = bf16 autocast where the CPU has native bf16 (AVX512-BF16/AMX) "
                   "or on a bf16 GPU, else fp32; fp16 needs CUDA (docs/performance.md)")
 
+def _interval_text() -> str:
+    from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE_INTERVAL
+
+    if DEFAULT_GUIDANCE_INTERVAL is None:
+        return "all"
+    return ",".join(f"{v:g}" for v in DEFAULT_GUIDANCE_INTERVAL)
+
+
+DEFAULT_INTERVAL_TEXT = _interval_text()
 INTERVAL_HELP = ("guide only for noise levels LO < σ ≤ HI, plain conditional (half the network work) elsewhere "
-                 "(Kynkäänniemi et al. 2024), e.g. 0.3,5; HI may be inf")
+                 "(Kynkäänniemi et al. 2024); 'all' guides every step; HI may be inf")
 
 
 def add_device_options(p) -> None:

@@ -12,7 +12,7 @@ from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, 
 from torchdiffusion.networks.precision import PRECISIONS
 from torchdiffusion.training import distributed
 from torchdiffusion.cli.edit import GUIDANCE_HELP, add_task_commands
-from torchdiffusion.cli.help import INTERVAL_HELP
+from torchdiffusion.cli.help import DEFAULT_INTERVAL_TEXT, INTERVAL_HELP
 from torchdiffusion.errors import TorchDiffusionError
 from torchdiffusion.cli.serve import add_serve_command
 from torchdiffusion.cli.distill import add_distill_command
@@ -297,7 +297,7 @@ def _add_sample(sub) -> None:
     p.add_argument("--negative-prompt", default=None, help="what to steer away from (replaces the empty prompt in CFG)")
     p.add_argument("--guidance-scale", type=float, default=DEFAULT_GUIDANCE, help=GUIDANCE_HELP)
     p.add_argument("--guidance-rescale", type=float, default=0.0, help="guidance rescale φ in [0, 1]")
-    p.add_argument("--guidance-interval", default=None, metavar="LO,HI", help=INTERVAL_HELP)
+    p.add_argument("--guidance-interval", default=DEFAULT_INTERVAL_TEXT, metavar="LO,HI", help=INTERVAL_HELP)
     p.add_argument("--out", default="samples.png", help="grid PNG to write")
     p.add_argument("--individual", metavar="DIR", default=None, help="also write each image as DIR/NNNNN.png")
     p.add_argument("--scale", type=int, default=2, help="enlarge the grid by pixel repetition")
@@ -380,7 +380,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--steps", type=int, default=None, help=STEPS_HELP)
     p.add_argument("--sampler", default=None, help=SAMPLER_HELP)
     p.add_argument("--guidance-scale", type=float, default=DEFAULT_GUIDANCE, help=GUIDANCE_HELP)
-    p.add_argument("--guidance-interval", default=None, metavar="LO,HI", help=INTERVAL_HELP)
+    p.add_argument("--guidance-interval", default=DEFAULT_INTERVAL_TEXT, metavar="LO,HI", help=INTERVAL_HELP)
     p.add_argument("--seed", type=int, default=0, help="seed of the run's weights, data order and noise")
     p.add_argument("--batch-size", type=int, default=256, help="images per optimizer step")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")

@@ -55,8 +55,9 @@ def check_guidance(guidance_scale, name: str = "guidance scale") -> float:
 
 def check_guidance_interval(interval, name: str = "guidance interval") -> tuple[float, float] | None:
     """``interval`` as (σ_lo, σ_hi) with 0 ≤ σ_lo < σ_hi (σ_hi may be ``inf``), or None for
-    guidance at every σ; a :class:`ConfigError` otherwise. A string "LO,HI" is accepted (the CLI's form)."""
-    if interval is None:
+    guidance at every σ; a :class:`ConfigError` otherwise. A string "LO,HI" is accepted (the CLI's
+    form), and "all" (or "none") for every σ."""
+    if interval is None or (isinstance(interval, str) and interval.strip().lower() in ("all", "none")):
         return None
     try:
         if isinstance(interval, str):

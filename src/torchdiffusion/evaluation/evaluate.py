@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER
+from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_INTERVAL, DEFAULT_SAMPLER, DEFAULT_STEPS
 from torchdiffusion.evaluation.metrics import psnr, ssim
 from torchdiffusion.networks.autoencoder import Autoencoder
 
@@ -166,9 +166,9 @@ def eval_conditions(config, dataset: ImageDataset, n: int, prompt_pool: list[str
     return None, None, None
 
 
-def evaluate_pipeline(pipe, dataset: ImageDataset, n: int = 2000, features: str = "mnist", steps: int = 50,
+def evaluate_pipeline(pipe, dataset: ImageDataset, n: int = 2000, features: str = "mnist", steps: int = DEFAULT_STEPS,
                       sampler: str = DEFAULT_SAMPLER, seed: int = 0, guidance_scale: float = DEFAULT_GUIDANCE, batch_size: int = 256,
-                      progress: bool = True, guidance_interval=None) -> dict:
+                      progress: bool = True, guidance_interval=DEFAULT_GUIDANCE_INTERVAL) -> dict:
     """Generate n images and score them; conditional models are asked for every class/caption
     in turn (class k for image i = i mod K)."""
     if n < 8:

@@ -29,7 +29,8 @@ from torchdiffusion.errors import ConfigError
 from torchdiffusion.io.images import save_grid, to_pil
 from torchdiffusion.networks.precision import check_precision, precision_name, resolve_precision
 from torchdiffusion.pipeline.folders import load_components, save_model, save_pipeline
-from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, resolve_sampler
+from torchdiffusion.sampling.registry import (DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_INTERVAL, DEFAULT_SAMPLER, DEFAULT_STEPS,
+                                              resolve_sampler)
 from torchdiffusion.sampling.seeds import initial_noise, seeded_generators
 from torchdiffusion.denoiser import text as text_conditioning  # looked up at call time: tests swap the encoder
 
@@ -223,7 +224,7 @@ class DiffusionPipeline:
                  sampler_kwargs: dict | None = None, class_labels=None, prompt=None, negative_prompt=None,
                  guidance_scale: float = DEFAULT_GUIDANCE, guidance_rescale: float = 0.0,
                  decode: bool = True, output: str | None = None,
-                 guidance_interval: tuple[float, float] | None = None) -> Tensor:
+                 guidance_interval: tuple[float, float] | str | None = DEFAULT_GUIDANCE_INTERVAL) -> Tensor:
         """Generate ``n`` images in [-1, 1], shape (n, C, H, W).
 
         ``steps``/``sampler`` None: ``DEFAULT_STEPS``/``DEFAULT_SAMPLER`` (a distilled student: its
@@ -235,7 +236,8 @@ class DiffusionPipeline:
         conditional, 0 = unconditional), computed in one batched forward per step.
         ``prompt`` (a string or one per image) and ``negative_prompt`` for a text model.
         ``guidance_interval`` (σ_lo, σ_hi): guide only for σ_lo < σ ≤ σ_hi, plain conditional
-        (one forward of half the batch) elsewhere (Kynkäänniemi et al. 2024).
+        (one forward of half the batch) elsewhere (Kynkäänniemi et al. 2024); default
+        ``DEFAULT_GUIDANCE_INTERVAL`` (σ > 1), None or "all" guides at every σ.
         ``decode=False`` (or ``output="latents"``) returns the sampler's output itself (a latent
         model's scaled latents).
         """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER
+from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS
 from torchdiffusion.denoiser.losses import WEIGHTINGS
 from torchdiffusion.errors import ConfigError
 from torchdiffusion.networks.precision import PRECISIONS
@@ -40,15 +40,15 @@ class TrainConfig:
     checkpoint_every: int = 250
     log_every: int = 10
     sample_n: int = 64
-    sample_steps: int = 25
+    sample_steps: int = DEFAULT_STEPS
     sampler: str = DEFAULT_SAMPLER
-    final_steps: int = 50
+    final_steps: int = DEFAULT_STEPS
     sample_guidance_scale: float = DEFAULT_GUIDANCE
     # FID/KID (+ class accuracy) of the EMA model to OUT/eval.csv every eval_every steps (see
     # evaluation.TrainingEvaluator); None: every 1000 steps for digit data, off otherwise; 0: off
     eval_every: int | None = None
     eval_n: int = 256
-    eval_steps: int = 10
+    eval_steps: int = DEFAULT_STEPS
     eval_features: str = "auto"  # auto (mnist for digit data, else inception) | mnist | inception
     keep_checkpoints: int = 2
     progress: bool = True
