@@ -273,7 +273,7 @@ def test_familiar_and_snake_names_resolve_case_insensitively():
     assert S.resolve_sampler("euler") is S.resolve_sampler("Euler")
     assert S.resolve_sampler("UniPC bh1").kwargs == {"variant": "bh1"}
     assert S.resolve_sampler("ABM").fn is S.sample_abm
-    assert S.resolve_sampler(S.DEFAULT_SAMPLER) is S.resolve_sampler("ddim")  # the default every entry point uses
+    assert S.resolve_sampler(S.DEFAULT_SAMPLER) is S.resolve_sampler("abm")  # the default every entry point uses
     for name, spec in S.SAMPLER_REGISTRY.items():
         assert spec.grid in grids.GRIDS and callable(spec.fn), name
     assert all(spec.diffusers for name, spec in S.SAMPLER_REGISTRY.items() if name == spec.name and " " in name)

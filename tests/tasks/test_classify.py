@@ -3,6 +3,8 @@ the editing tasks' use of it on a class model given no class."""
 import pytest
 import torch
 
+from torchdiffusion.sampling.registry import EDIT_SAMPLER  # the tasks' sampler; they guide every step
+
 from helpers import tiny_model_config
 from torchdiffusion.denoiser.model import build_denoiser
 from torchdiffusion.denoiser.image_conditions import downsample
@@ -108,11 +110,11 @@ def test_class_walks_interpolate_the_embedding_and_their_ends_are_generate(class
     ts = torch.linspace(0, 1, 5)
     assert torch.allclose(norms, (1 - ts) * e[0].norm() + ts * e[2].norm(), rtol=1e-4)
     r = interpolate_conditions(class_pipe, {"class_labels": 0}, {"class_labels": 2}, 3, seed=4, steps=3)
-    ends = [class_pipe.generate(n=1, steps=3, seed=4, class_labels=c, progress=False) for c in (0, 2)]
+    ends = [class_pipe.generate(n=1, steps=3, seed=4, class_labels=c, progress=False, sampler=EDIT_SAMPLER, guidance_interval="all") for c in (0, 2)]
     assert torch.allclose(r.images[0], ends[0][0].clamp(-1, 1), atol=1e-4)
     assert torch.allclose(r.images[-1], ends[1][0].clamp(-1, 1), atol=1e-4)
     walk = interpolate_seeds(class_pipe, 1, 2, 3, steps=3, class_labels=(1, 2))
-    first = class_pipe.generate(n=1, steps=3, seed=1, class_labels=1, progress=False)
+    first = class_pipe.generate(n=1, steps=3, seed=1, class_labels=1, progress=False, sampler=EDIT_SAMPLER, guidance_interval="all")
     assert torch.allclose(walk.images[0], first[0].clamp(-1, 1), atol=1e-4)
     inferred = interpolate_seeds(class_pipe, 1, 2, 3, steps=3)
     assert len(inferred.info["class_inferred"]) == 2

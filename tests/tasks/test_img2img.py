@@ -4,6 +4,8 @@ import math
 import pytest
 import torch
 
+from torchdiffusion.sampling.registry import EDIT_SAMPLER  # the tasks' sampler; they guide every step
+
 from helpers import tiny_model_config
 from torchdiffusion.errors import ConfigError
 from torchdiffusion.diffusion.exact import Gaussian, GaussianMixture
@@ -32,7 +34,7 @@ def test_strength_one_is_plain_generation(sampler):
     pipe = _pipe()
     x = torch.rand(3, 1, 8, 8) * 2 - 1
     r = img2img(pipe, x, 1.0, steps=5, sampler=sampler, seed=7)
-    ref = pipe.generate(n=3, steps=5, sampler=sampler, seed=7, progress=False)
+    ref = pipe.generate(n=3, steps=5, sampler=sampler, seed=7, progress=False, guidance_interval="all")
     assert torch.equal(r.images, ref)
 
 
@@ -95,7 +97,7 @@ def test_slerp():
 def test_seed_walk_ends_are_the_generated_images(tmp_path):
     pipe = _pipe()
     r = interpolate_seeds(pipe, 3, 11, 5, steps=4)
-    ends = torch.cat([pipe.generate(n=1, steps=4, seed=s, progress=False) for s in (3, 11)])
+    ends = torch.cat([pipe.generate(n=1, steps=4, seed=s, progress=False, sampler=EDIT_SAMPLER, guidance_interval="all") for s in (3, 11)])
     assert r.images.shape == (5, 1, 8, 8) and r.nfe == 4
     torch.testing.assert_close(r.images[[0, -1]], ends, atol=1e-5, rtol=0)
     gif = save_frames(r.images, tmp_path / "walk.gif", strip=tmp_path / "strip.png")
@@ -115,6 +117,6 @@ def test_image_walk_and_class_walk():
     cpipe = _pipe(num_classes=3)
     cpipe.config.conditioning = "class"
     r = interpolate_conditions(cpipe, {"class_labels": 0}, {"class_labels": 2}, 4, steps=3, guidance_scale=2.0)
-    ends = torch.cat([cpipe.generate(n=1, steps=3, seed=0, class_labels=c, guidance_scale=2.0, progress=False)
+    ends = torch.cat([cpipe.generate(n=1, steps=3, seed=0, class_labels=c, guidance_scale=2.0, progress=False, sampler=EDIT_SAMPLER, guidance_interval="all")
                       for c in (0, 2)])
     torch.testing.assert_close(r.images[[0, -1]], ends, atol=1e-5, rtol=0)

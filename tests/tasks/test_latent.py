@@ -4,6 +4,8 @@ in inpainting, A x = y in upscaling, strength 1 = plain generation, walk ends = 
 import pytest
 import torch
 
+from torchdiffusion.sampling.registry import EDIT_SAMPLER  # the tasks' sampler; they guide every step
+
 from helpers import tiny_model_config
 from torchdiffusion.networks.autoencoder import Autoencoder, AutoencoderConfig
 from torchdiffusion.errors import ConfigError
@@ -53,7 +55,7 @@ def test_img2img_strength_one_is_generation_and_zero_is_identity(pipe):
     y = digits()
     full = img2img(pipe, y, 1.0, steps=3, seed=4)
     assert full.images.shape == (2, 1, 16, 16)
-    torch.testing.assert_close(full.images, pipe.generate(n=2, steps=3, seed=4, progress=False))
+    torch.testing.assert_close(full.images, pipe.generate(n=2, steps=3, seed=4, progress=False, sampler=EDIT_SAMPLER, guidance_interval="all"))
     assert torch.equal(img2img(pipe, y, 0.0).images, y)
     part = img2img(pipe, y, 0.4, steps=3, seed=4)
     assert part.nfe == 3 and part.images.shape == y.shape and not torch.equal(part.images, full.images)
@@ -94,8 +96,8 @@ def test_denoise_measures_the_latent_noise_level(pipe):
 def test_walk_ends_are_generated_images_and_inversion_runs_in_latents(pipe):
     walk = interpolate_seeds(pipe, 3, 8, frames=4, steps=3)
     assert walk.images.shape == (4, 1, 16, 16)
-    torch.testing.assert_close(walk.images[0], pipe.generate(n=1, steps=3, seed=3, progress=False)[0])
-    torch.testing.assert_close(walk.images[-1], pipe.generate(n=1, steps=3, seed=8, progress=False)[0])
+    torch.testing.assert_close(walk.images[0], pipe.generate(n=1, steps=3, seed=3, progress=False, sampler=EDIT_SAMPLER, guidance_interval="all")[0])
+    torch.testing.assert_close(walk.images[-1], pipe.generate(n=1, steps=3, seed=8, progress=False, sampler=EDIT_SAMPLER, guidance_interval="all")[0])
     inv = invert(pipe, digits(), steps=4)
     assert inv.images.shape == (2, 4, 4, 4)  # latent noise
     rec = reconstruct(pipe, inv.images, inv.info["sigmas"])

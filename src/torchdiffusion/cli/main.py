@@ -92,15 +92,15 @@ def _add_train(sub) -> None:
     r.add_argument("--sample-every", type=int, default=500, help="write a sample grid every N steps")
     r.add_argument("--checkpoint-every", type=int, default=250, help="write a resumable checkpoint every N steps")
     r.add_argument("--log-every", type=int, default=10, help="append a row to OUT/log.csv every N steps")
-    r.add_argument("--sample-steps", type=int, default=25, help="sampler steps for grids during training")
-    r.add_argument("--final-steps", type=int, default=50, help="sampler steps for the final samples.png")
+    r.add_argument("--sample-steps", type=int, default=DEFAULT_STEPS, help="sampler steps for grids during training")
+    r.add_argument("--final-steps", type=int, default=DEFAULT_STEPS, help="sampler steps for the final samples.png")
     r.add_argument("--sample-n", type=int, default=64,
                    help="images per grid (a class model's grid is rounded up to whole rows of its classes)")
     r.add_argument("--eval-every", type=int, default=None,
                    help="FID/KID (+ class accuracy) of the EMA model to OUT/eval.csv every N steps; default: 1000 for "
                         "MNIST (fast MNIST-classifier features, ~2%% of the training time), off for other data; 0 = off")
     r.add_argument("--eval-n", type=int, default=256, help="samples per evaluation during training")
-    r.add_argument("--eval-steps", type=int, default=10, help="sampler steps for evaluation during training")
+    r.add_argument("--eval-steps", type=int, default=DEFAULT_STEPS, help="sampler steps for evaluation during training")
     r.add_argument("--eval-features", choices=("auto", "mnist", "inception"), default="auto",
                    help="feature network for evaluation during training (auto: mnist for digits, else inception)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -313,7 +313,6 @@ def cmd_sample(args) -> int:
 
     from torchdiffusion.denoiser.guidance import check_guidance, check_guidance_interval
     from torchdiffusion.io.images import check_output
-    from torchdiffusion.sampling.registry import resolve_sampler
 
     check_sampling_options(args)
     check_guidance(args.guidance_scale, "--guidance-scale")
@@ -397,7 +396,6 @@ def cmd_eval(args) -> int:
     from torchdiffusion.denoiser.guidance import check_guidance, check_guidance_interval
     from torchdiffusion.io.images import check_output
     from torchdiffusion.pipeline.pipeline import DiffusionPipeline
-    from torchdiffusion.sampling.registry import resolve_sampler
 
     check_sampling_options(args)
     check_guidance(args.guidance_scale, "--guidance-scale")

@@ -12,6 +12,7 @@ from torchdiffusion.io.runs import checkpoints_of, latest_checkpoint
 from torchdiffusion.training import distributed
 from torchdiffusion.training.config import TrainConfig
 from torchdiffusion.training.diffusion import Trainer
+from torchdiffusion.training.distill_trainer import DistillTrainer
 from torchdiffusion.training.latent import LatentTrainer
 
 log = logging.getLogger("torchdiffusion")
@@ -99,7 +100,5 @@ def trainer_class(train_config: TrainConfig, model_config: ModelConfig | None = 
     """:class:`Trainer`, :class:`latent.LatentTrainer` for a run on a VAE's latents, or
     :class:`distill.DistillTrainer` for a distillation round (a model config with ``distilled``)."""
     if model_config is not None and model_config.distilled is not None:
-        from torchdiffusion.training.distill import DistillTrainer  # distill imports this module
-
         return DistillTrainer
     return LatentTrainer if train_config.vae else Trainer
