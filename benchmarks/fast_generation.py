@@ -213,7 +213,7 @@ def plot_curves(rows, path, n, floor, highlight=(DEFAULT_SAMPLER, OLD_DEFAULT[0]
         ax.xaxis.set_major_locator(FixedLocator(nfes))
         ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_formatter(ScalarFormatter())
-        ax.set_xlabel("network evaluations (NFE; each one batched conditional + unconditional forward)")
+        ax.set_xlabel("NFE (each one batched conditional + unconditional forward)")
         ax.grid(alpha=0.3)
     ax1.set_yscale("log")
     ax1.yaxis.set_major_formatter(ScalarFormatter())
@@ -371,8 +371,7 @@ def part_students(pipe, args, judge):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="runs/mnist")
-    ap.add_argument("--part", choices=("precision", "curves", "interval", "headline", "diffusers", "students"),
-                    required=True)
+    ap.add_argument("--part", choices=("precision", "curves", "interval", "headline", "diffusers", "students"))
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--batch-size", type=int, default=125)
     ap.add_argument("--precision", default="auto")
@@ -392,6 +391,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.replot:
         return replot(args.replot, args.plot, args.n, args.floor)
+    if args.part is None:
+        ap.error("--part is required (or --replot CSV)")
     pipe = DiffusionPipeline.from_pretrained(args.model, precision=args.precision)
     judge = Judge(args.n)
     {"precision": part_precision, "curves": part_curves, "interval": part_interval,
