@@ -23,10 +23,11 @@ held-out digits). Prints one Markdown table; nothing is timed or asserted.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import torch
+
+from machine import cpu_name  # benchmarks/machine.py
 
 from torchdiffusion.data.mnist import load_mnist
 from torchdiffusion.evaluation.classifier import load_mnist_classifier
@@ -46,16 +47,6 @@ def balanced(n: int):
     per = -(-n // 10)
     idx = torch.cat([(data.labels == c).nonzero().squeeze(1)[:per] for c in range(10)])[: n]
     return x[idx], data.labels[idx]
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def upscale_rows(rows, pipe, clf, x, labels, low, t0):

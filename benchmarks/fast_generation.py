@@ -41,10 +41,11 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import platform
 import time
 
 import torch
+
+from machine import cpu_name  # benchmarks/machine.py
 
 from torchdiffusion.data import load_dataset
 from torchdiffusion.evaluation.evaluate import digit_scores, sample_metrics
@@ -55,16 +56,6 @@ from torchdiffusion.sampling.registry import (DEFAULT_GUIDANCE, DEFAULT_GUIDANCE
                                               DEFAULT_STEPS, SAMPLER_REGISTRY, _REGISTRY_ROWS, resolve_sampler)
 
 OLD_DEFAULT = ("DDIM", 50)
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def machine_line() -> str:
