@@ -153,6 +153,32 @@ def test_generate_png_read_regenerate_identical(backend, models):
         assert p2 == p and np.array_equal(pixels(again), pixels(path))
 
 
+def test_guidance_interval_is_recorded_and_a_png_without_it_was_guided_every_step(backend, models):
+    """Today's PNGs record the guidance interval; one without it (AUTOMATIC1111's, or made before it was
+    recorded) reproduces with guidance at every step, as it was made."""
+    from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE_INTERVAL
+
+    res = backend.generate(GenerateRequest(model="tiny-class", class_label="one", steps=4, seed=5))
+    p = res.params[0]
+    assert p.guidance_interval == ",".join(f"{v:g}" for v in DEFAULT_GUIDANCE_INTERVAL)
+    assert f'Guidance interval: "{p.guidance_interval}"' in Image.open(res.paths[0]).info["parameters"]
+    assert read_parameters(res.paths[0]).guidance_interval == p.guidance_interval
+    old = parse_parameters("\nSteps: 4, Sampler: ABM, CFG scale: 2, Seed: 5, Model: tiny-class, Class: one")
+    assert old.guidance_interval == "all"
+    req, _ = backend.request_from_params(old)
+    req, info = backend.check(req)
+    assert backend._pipeline_kwargs(req, info)["guidance_interval"] is None  # every step
+    req, info = backend.check(backend.request_from_params(p)[0])
+    assert backend._pipeline_kwargs(req, info)["guidance_interval"] == DEFAULT_GUIDANCE_INTERVAL
+    img, _ = backend.reproduce(old)
+    pipe = DiffusionPipeline.from_pretrained(models / "tiny-class")
+    every = pipe.to_pil(pipe.generate(n=1, steps=4, sampler="ABM", seed=5, class_labels=1, guidance_scale=2.0,
+                                      guidance_interval="all", progress=False))[0]
+    assert np.array_equal(np.asarray(img), np.asarray(every))
+    with pytest.raises(ConfigError, match="guidance interval must be two noise levels"):
+        backend.generate(GenerateRequest(model="tiny-class", class_label="one", steps=2, guidance_interval="5,1"))
+
+
 def test_random_seed_is_recorded(backend):
     res = backend.generate(GenerateRequest(model="tiny", steps=2, seed=-1))
     p = read_parameters(res.paths[0])

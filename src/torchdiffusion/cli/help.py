@@ -8,11 +8,10 @@ PRECISION_HELP = ("number format of the network: auto = bf16 autocast where the 
                   "or on a bf16 GPU, else fp32; fp16 needs CUDA (docs/performance.md)")
 
 def _interval_text() -> str:
+    from torchdiffusion.denoiser.guidance import interval_text
     from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE_INTERVAL
 
-    if DEFAULT_GUIDANCE_INTERVAL is None:
-        return "all"
-    return ",".join(f"{v:g}" for v in DEFAULT_GUIDANCE_INTERVAL)
+    return interval_text(DEFAULT_GUIDANCE_INTERVAL)
 
 
 DEFAULT_INTERVAL_TEXT = _interval_text()

@@ -72,6 +72,12 @@ def check_guidance_interval(interval, name: str = "guidance interval") -> tuple[
     return lo, hi
 
 
+def interval_text(interval) -> str:
+    """The text form of a guidance interval: "LO,HI" (e.g. "1,inf"), or "all" for every σ."""
+    iv = check_guidance_interval(interval)
+    return "all" if iv is None else ",".join(f"{v:g}" for v in iv)
+
+
 def _cat_cond(cond: dict, uncond: dict) -> dict:
     if set(cond) != set(uncond):
         raise ConfigError(f"conditional and unconditional inputs differ in keys: {sorted(cond)} vs {sorted(uncond)}")

@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS
+from torchdiffusion.sampling.registry import DEFAULT_GUIDANCE, DEFAULT_GUIDANCE_INTERVAL, DEFAULT_SAMPLER, DEFAULT_STEPS
 from torchdiffusion import __version__
 from torchdiffusion.errors import ConfigError
-from torchdiffusion.denoiser.guidance import check_guidance
+from torchdiffusion.denoiser.guidance import check_guidance, check_guidance_interval, interval_text
 from torchdiffusion.io.images import to_pil
 from torchdiffusion.ui.jobs import CancelToken, RequestQueue
 from torchdiffusion.ui.limits import UILimits
@@ -67,6 +67,7 @@ class GenerateRequest:
     steps: int = DEFAULT_STEPS
     guidance_scale: float = DEFAULT_GUIDANCE
     guidance_rescale: float = 0.0
+    guidance_interval: str = interval_text(DEFAULT_GUIDANCE_INTERVAL)  # "LO,HI" or "all" (every step)
     seed: int = -1  # -1: a random seed (recorded in the PNGs)
     batch_size: int = 1
 
@@ -160,6 +161,7 @@ class Backend:
         if seed == -1:
             seed = random_seed()
         cfg = check_guidance(cfg)
+        interval = interval_text(req.guidance_interval)
         if not 0 <= rescale <= 1:
             raise ConfigError(f"guidance rescale must be between 0 and 1, got {rescale}")
         label = req.class_label if req.class_label not in ("", None) else None
@@ -176,12 +178,13 @@ class Backend:
         if len(prompt) > 1000 or len(req.negative_prompt or "") > 1000:
             raise ConfigError("prompts are limited to 1000 characters")
         return replace(req, steps=steps, batch_size=n, sampler=spec.name, seed=seed, guidance_scale=cfg,
-                       guidance_rescale=rescale, class_label=label, prompt=prompt,
+                       guidance_rescale=rescale, guidance_interval=interval, class_label=label, prompt=prompt,
                        negative_prompt=(req.negative_prompt or "").strip()), info
 
     def _pipeline_kwargs(self, req: GenerateRequest, info: dict) -> dict:
         kw = dict(n=req.batch_size, steps=req.steps, sampler=req.sampler, seed=req.seed, batch_size=req.batch_size,
-                  progress=False, guidance_scale=req.guidance_scale, guidance_rescale=req.guidance_rescale)
+                  progress=False, guidance_scale=req.guidance_scale, guidance_rescale=req.guidance_rescale,
+                  guidance_interval=check_guidance_interval(req.guidance_interval))
         if info["conditioning"] == "class" and req.class_label is not None:
             kw["class_labels"] = info["classes"].index(req.class_label)
         elif info["conditioning"] == "text":
@@ -220,6 +223,7 @@ class Backend:
                                 sampler=req.sampler, guidance_scale=req.guidance_scale, seed=req.seed,
                                 size=f"{w}x{h}", model=model_name, model_hash=self.library.model_hash(req.model),
                                 class_label=req.class_label, guidance_rescale=req.guidance_rescale,
+                                guidance_interval=req.guidance_interval,
                                 batch_size=req.batch_size, version=f"torchdiffusion {__version__}")
         params = [replace(base, seed=req.seed + i, batch_pos=i) for i in range(len(pils))]
         paths = [self._save(img, p, "txt2img") for img, p in zip(pils, params)] if save else []
@@ -241,7 +245,7 @@ class Backend:
         req = GenerateRequest(model=model, prompt=p.prompt, negative_prompt=p.negative_prompt,
                               class_label=p.class_label, sampler=p.sampler, steps=p.steps,
                               guidance_scale=p.guidance_scale, guidance_rescale=p.guidance_rescale,
-                              seed=first, batch_size=p.batch_size)
+                              guidance_interval=p.guidance_interval, seed=first, batch_size=p.batch_size)
         return req, p.batch_pos
 
     def _find_model(self, p: GenerationParams) -> str:

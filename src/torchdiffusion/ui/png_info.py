@@ -40,6 +40,7 @@ _KEYS = [  # (field, key in the text, type)
     ("model", "Model", str),
     ("class_label", "Class", str),
     ("guidance_rescale", "Guidance rescale", float),
+    ("guidance_interval", "Guidance interval", str),
     ("strength", "Denoising strength", float),
     ("batch_size", "Batch size", int),
     ("batch_pos", "Batch pos", int),
@@ -47,7 +48,9 @@ _KEYS = [  # (field, key in the text, type)
     ("version", "Version", str),
 ]
 _BY_KEY = {key: (name, typ) for name, key, typ in _KEYS}
-_DEFAULTS_OMITTED = {"guidance_rescale": 0.0, "batch_size": 1, "batch_pos": 0, "task": "txt2img"}
+# a PNG without "Guidance interval" (AUTOMATIC1111's, or ours before it was recorded) was guided at every step
+_DEFAULTS_OMITTED = {"guidance_rescale": 0.0, "guidance_interval": "all", "batch_size": 1, "batch_pos": 0,
+                     "task": "txt2img"}
 
 
 @dataclass
@@ -69,6 +72,7 @@ class GenerationParams:
     model_hash: str = ""
     class_label: str | None = None
     guidance_rescale: float = 0.0
+    guidance_interval: str = "all"  # "LO,HI": guided only for LO < σ ≤ HI
     strength: float | None = None
     batch_size: int = 1
     batch_pos: int = 0
