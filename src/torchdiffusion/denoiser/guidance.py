@@ -245,7 +245,7 @@ def guided(denoiser, cond: dict | None, uncond: dict | None, guidance_scale: flo
     distilled = getattr(denoiser, "guidance_range", None)
     if distilled is not None:  # a guidance-distilled student: w is its input, one forward, no CFG pair
         lo, hi = distilled
-        if cond is None:  # no condition to guide towards: the null condition at the lowest scale it knows
+        if cond is None:  # no condition to guide towards (w does not matter): any scale it was trained for
             w = min(max(w, lo), hi)
         elif not lo <= w <= hi:
             raise ConfigError(f"this model is a guidance-distilled student for guidance scales {lo:g} to {hi:g} "

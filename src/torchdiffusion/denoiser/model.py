@@ -31,7 +31,8 @@ class ModelConfig:
     image_condition: dict | None = None  # {"kind": "inpaint"} / {"kind": "superres", "factor": 4, …}: tasks/
     network: str = "unet"  # a key of NETWORKS; its config is the field `unet`
     # a distilled student (training/distill.py): {"teacher": folder, "steps": K, "guidance_range": [lo, hi],
-    # "round": r, "teacher_steps": …}; it samples with DDIM on the trailing grid of ≤ K steps, in one forward
+    # "substeps", "round", "original_teacher", "method"}; it samples with DDIM on the trailing grid of ≤ K
+    # steps, one forward per step
     distilled: dict | None = None
 
     def validate(self) -> None:

@@ -277,7 +277,9 @@ class Trainer:
         return save_grid(images, path, nrow=nrow, scale=2 if self.model_config.unet.image_size <= 32 else 1)
 
     def _ema_denoiser(self):
-        return Denoiser(self.ema.model, self.denoiser.schedule, self.model_config.parameterization)
+        den = Denoiser(self.ema.model, self.denoiser.schedule, self.model_config.parameterization)
+        den.distilled_steps, den.guidance_range = self.denoiser.distilled_steps, self.denoiser.guidance_range
+        return den
 
     def _budget_done(self) -> bool:
         if self.cfg.steps is not None and self.step >= self.cfg.steps:

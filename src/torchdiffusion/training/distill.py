@@ -89,9 +89,7 @@ def distill(teacher: str | Path, out: str | Path, steps: int = 4, minutes: float
     out = Path(out)
     folder, _ = find_model_folder(teacher)
     _, tcfg, vae = load_components(folder)
-    if vae is not None:
-        raise ConfigError(f"{teacher}: distilling latent-space models is not supported yet")
-    check_teacher(tcfg, teacher)
+    check_teacher(tcfg, teacher, vae)
     if tcfg.distilled is not None:
         raise ConfigError(f"{teacher} is already a distilled student ({tcfg.distilled['steps']} steps); distil its "
                           f"teacher {tcfg.distilled.get('original_teacher')} instead")
@@ -120,7 +118,7 @@ def _run_rounds(folder, tcfg, out, ks, budgets, options, resume, dataset, steps)
             log.info("distill: round %d (%d steps) already done: %s", r, k, run_dir / "model")
             previous = run_dir / "model"
             continue
-        substeps = max(ROUND0_SUBSTEPS, 1) if r == 0 else 2
+        substeps = ROUND0_SUBSTEPS if r == 0 else 2  # later rounds: PD's 2 DDIM steps of the previous student
         cfg = student_config(tcfg if r == 0 else load_components(previous)[1], previous, k, substeps, r,
                              str(folder))
         train = TrainConfig(out=str(run_dir), minutes=budget, sample_steps=k, final_steps=k, **options)

@@ -16,8 +16,11 @@ from torchdiffusion.training.config import TrainConfig
 from torchdiffusion.training.diffusion import Trainer
 
 
-def check_teacher(config: ModelConfig, folder) -> None:
-    """Only a pixel-space, class-conditional or unconditional diffusion model can be distilled here."""
+def check_teacher(config: ModelConfig, folder, vae=None) -> None:
+    """Only a pixel-space (``vae`` None), class-conditional or unconditional diffusion model can be
+    distilled here."""
+    if vae is not None:
+        raise ConfigError(f"{folder}: distilling latent-space models is not supported yet")
     if config.image_condition:
         raise ConfigError(f"{folder}: an {config.image_condition.get('kind')} task model cannot be distilled "
                           "(distill a generation model)")
@@ -38,9 +41,7 @@ class DistillTrainer(Trainer):
             teacher, tcfg, vae = load_components(Path(d["teacher"]), device=str(self.device))
         except (CheckpointError, ConfigError) as exc:
             raise ConfigError(f"the teacher of this distillation run cannot be loaded: {exc}") from None
-        if vae is not None:
-            raise ConfigError(f"{d['teacher']}: distilling latent-space models is not supported yet")
-        check_teacher(tcfg, d["teacher"])
+        check_teacher(tcfg, d["teacher"], vae)
         self.teacher = teacher.eval().requires_grad_(False)
         self.teacher.set_precision(self.autocast_dtype)
         self.teacher_is_student = tcfg.distilled is not None
@@ -109,8 +110,3 @@ class DistillTrainer(Trainer):
 
     def sample_grid(self, path, n, steps):
         return super().sample_grid(path, n, self.k)
-
-    def _ema_denoiser(self):
-        den = super()._ema_denoiser()
-        den.distilled_steps, den.guidance_range = self.denoiser.distilled_steps, self.denoiser.guidance_range
-        return den
