@@ -22,7 +22,7 @@ from torchdiffusion.sampling.registry import (DEFAULT_GUIDANCE, DEFAULT_SAMPLER,
                                               EDIT_STEPS, UPSCALE_SAMPLER)
 from torchdiffusion.errors import TorchDiffusionError
 from torchdiffusion.ui.backend import Backend, GenerateRequest, enlarge, familiar_sampler_names, random_seed
-from torchdiffusion.ui.jobs import Cancelled
+from torchdiffusion.ui.jobs import Cancelled, refusal
 from torchdiffusion.ui.png_info import format_parameters, read_parameters
 from torchdiffusion.errors import ConfigError
 
@@ -47,14 +47,16 @@ def _status(msg: str, ok: bool = True) -> str:
     return f'<div class="td-status {cls}">{html.escape(msg)}</div>'
 
 
-def _message(exc: BaseException) -> str:
+def _message(exc: BaseException, endpoint: str = "") -> str:
+    """The message a request's failure shows the user: ours as it is (logged in one line), an
+    internal error with its traceback in the server log."""
     if isinstance(exc, TorchDiffusionError):
-        return str(exc)
+        return refusal(str(exc), endpoint)
     log.exception("internal error in the web UI", exc_info=exc)
     return f"internal error ({type(exc).__name__}: {exc}); see the server log"
 
 
-def run_streaming(backend: Backend, session: str, job):
+def run_streaming(backend: Backend, session: str, job, endpoint: str = ""):
     """Run ``job(on_progress, token)`` in a thread; yield ("progress", step, total, preview, secs),
     ("waiting", ahead), then ("done", result) or ("error", message) / ("cancelled", message)."""
     token = backend.token_for(session)
@@ -67,7 +69,7 @@ def run_streaming(backend: Backend, session: str, job):
         except Cancelled as exc:
             q.put(("cancelled", str(exc)))
         except BaseException as exc:  # reported to the user as a message
-            q.put(("error", _message(exc)))
+            q.put(("error", _message(exc, endpoint)))
 
     threading.Thread(target=work, daemon=True, name="td-ui-job").start()
     started = False
@@ -88,8 +90,13 @@ def run_streaming(backend: Backend, session: str, job):
 
 
 def build_app(backend: Backend, title: str = "torchdiffusion"):
-    """The ``gr.Blocks`` app (call ``.queue(...)`` / ``.launch(...)`` or use :func:`launch`)."""
+    """The ``gr.Blocks`` app (call ``.queue(...)`` / ``.launch(...)`` or use :func:`launch`).
+
+    Inputs are :mod:`~.inputs`' pass-through components, so every value a client sends reaches the
+    backend's checks and comes back as a message in the status line."""
     import gradio as gr
+
+    from torchdiffusion.ui.inputs import Blocks, Dropdown, Number, Radio, Slider
 
     lib, lim = backend.library, backend.limits
     samplers = familiar_sampler_names()
@@ -117,10 +124,10 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
         return (f"**{info['name']}**: {info['parameters'] / 1e6:.2f} M parameters, {w}×{h} px, "
                 f"{info['channels']} channel(s), {cond}. Image size is fixed by the model.")
 
-    with gr.Blocks(title=title) as demo:
+    with Blocks(title=title) as demo:
         gr.Markdown(f"## {title} — generate and edit with your own diffusion models")
         with gr.Row():
-            model = gr.Dropdown(names, value=default, label="Model", info=f"folders in {lib.root}",
+            model = Dropdown(names, value=default, label="Model", info=f"folders in {lib.root}",
                                 elem_id="td-model", scale=3)
             refresh = gr.Button("↻ Refresh", scale=0, elem_id="td-refresh")
         model_info = gr.Markdown(model_md(info0), elem_id="td-model-info")
@@ -135,7 +142,7 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
                                     scale=3)
                 neg = gr.Textbox(label="Negative prompt", lines=2, visible=c0 == "text" and negative,
                                  elem_id=f"{prefix}-negative", scale=2)
-                cls = gr.Dropdown(classes0, value=classes0[0] if classes0 else None, label="Class",
+                cls = Dropdown(classes0, value=classes0[0] if classes0 else None, label="Class",
                                   visible=c0 == "class", elem_id=f"{prefix}-class")
             all_cond.append((prompt, neg, cls, negative))
             return prompt, neg, cls
@@ -143,14 +150,14 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
         def sampling_controls(prefix: str, steps: int = DEFAULT_STEPS, seed: bool = True,
                               sampler_name: str = DEFAULT_SAMPLER):
             with gr.Row():
-                sampler = gr.Dropdown(samplers, value=sampler_name, label="Sampler", elem_id=f"{prefix}-sampler")
-                steps_c = gr.Slider(1, lim.max_steps, value=min(steps, lim.max_steps), step=1,
+                sampler = Dropdown(samplers, value=sampler_name, label="Sampler", elem_id=f"{prefix}-sampler")
+                steps_c = Slider(1, lim.max_steps, value=min(steps, lim.max_steps), step=1,
                                     label=f"Steps (≤ {lim.max_steps})", elem_id=f"{prefix}-steps")
-                cfg = gr.Slider(0, 15, value=DEFAULT_GUIDANCE, step=0.5, label="Guidance scale (CFG)", elem_id=f"{prefix}-cfg")
+                cfg = Slider(0, 15, value=DEFAULT_GUIDANCE, step=0.5, label="Guidance scale (CFG)", elem_id=f"{prefix}-cfg")
             seed_c = None
             if seed:
                 with gr.Row():
-                    seed_c = gr.Number(value=0, precision=0, label="Seed (-1 = random)", elem_id=f"{prefix}-seed",
+                    seed_c = Number(value=0, precision=0, label="Seed (-1 = random)", elem_id=f"{prefix}-seed",
                                        minimum=-1)
                     dice = gr.Button("Random seed", scale=0, elem_id=f"{prefix}-random")
                 dice.click(lambda: random_seed(), None, seed_c, queue=False)
@@ -180,7 +187,7 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
                 return enlarge(backend.fit(img, info["size"])), _status(
                     f"loaded {img.width}×{img.height}, resized to {info['size'][0]}×{info['size'][1]} for the model")
             except BaseException as exc:
-                return None, _status(_message(exc), ok=False)
+                return None, _status(_message(exc, "upload"), ok=False)
 
         def request_of(model_name, prompt, neg, cls, sampler, steps, cfg, seed, batch=1):
             return GenerateRequest(model=model_name, prompt=prompt or "", negative_prompt=neg or "",
@@ -197,7 +204,7 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
                 g_prompt, g_neg, g_cls = conditioning_controls("gen")
                 g_sampler, g_steps, g_cfg, g_seed = sampling_controls("gen")
                 with gr.Row():
-                    g_batch = gr.Slider(1, lim.max_batch, value=1, step=1, label=f"Batch size (≤ {lim.max_batch})",
+                    g_batch = Slider(1, lim.max_batch, value=1, step=1, label=f"Batch size (≤ {lim.max_batch})",
                                         elem_id="gen-batch")
                     w, h = info0["size"] if info0 else (0, 0)
                     g_size = gr.Textbox(f"{w}×{h} (fixed by the model)", label="Image size", interactive=False,
@@ -215,7 +222,7 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
                 def generate(model_name, prompt, neg, cls, sampler, steps, cfg, seed, batch, request: gr.Request):
                     req = request_of(model_name, prompt, neg, cls, sampler, steps, cfg, seed, batch)
                     for ev in run_streaming(backend, session_of(request),
-                                            lambda cb, tok: backend.generate(req, cb, tok)):
+                                            lambda cb, tok: backend.generate(req, cb, tok), "generate"):
                         if ev[0] == "waiting":
                             yield gr.skip(), _status(f"waiting in the queue ({ev[1]} request(s) waiting)"), \
                                 gr.skip(), gr.skip(), gr.skip(), gr.skip()
@@ -235,7 +242,7 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
                                 gr.skip(), gr.skip(), gr.skip()
 
                 gen_inputs = [model, g_prompt, g_neg, g_cls, g_sampler, g_steps, g_cfg, g_seed, g_batch]
-                gen_event = g_go.click(generate, gen_inputs,
+                g_go.click(generate, gen_inputs,
                                        [g_progress, g_status, g_preview, g_gallery, g_files, g_params],
                                        api_name="generate", show_progress="minimal", **heavy)
                 g_stop.click(cancel, None, g_status, queue=False, api_name="cancel")
@@ -269,7 +276,8 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
                                 request: gr.Request = None):  # Gradio fills the request; extra inputs ≤ 3
                         extra = (e1, e2, e3)[:n_extra]
                         req = request_of(model_name, prompt, neg, cls, sampler, steps, cfg, seed)
-                        for ev in run_streaming(backend, session_of(request), lambda cb, tok: run(req, extra, cb, tok)):
+                        job = lambda cb, tok: run(req, extra, cb, tok)  # noqa: E731
+                        for ev in run_streaming(backend, session_of(request), job, prefix):
                             if ev[0] == "waiting":
                                 yield gr.skip(), _status(f"waiting in the queue ({ev[1]} waiting)"), *[gr.skip()] * 4
                             elif ev[0] == "progress":
@@ -308,7 +316,7 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
 
             def img2img_inputs():
                 f = image_input("img2img")
-                s = gr.Slider(0, 1, value=0.6, step=0.05, label="Strength (0 = keep, 1 = new image)",
+                s = Slider(0, 1, value=0.6, step=0.05, label="Strength (0 = keep, 1 = new image)",
                               elem_id="img2img-strength")
                 return [f, s]
 
@@ -324,7 +332,7 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
                                         sources=(), layers=False, transforms=(), format="png", height=360,
                                         brush=gr.Brush(default_size=24, colors=["#ffffff"], color_mode="fixed"),
                                         elem_id="inpaint-editor", elem_classes="td-pixel", canvas_size=(256, 256))
-                r = gr.Slider(1, 10, value=1, step=1, label="RePaint resampling (× cost)", elem_id="inpaint-resample")
+                r = Slider(1, 10, value=1, step=1, label="RePaint resampling (× cost)", elem_id="inpaint-resample")
 
                 def load_into_editor(path, model_name):
                     img, msg = on_upload(path, model_name)
@@ -341,7 +349,7 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
                     raise ConfigError("inpaint: upload an image first")
                 layers = editor.get("layers") or []
                 mask = layers[0] if layers else None
-                return backend.inpaint(req, path, mask, int(r), cb, tok)
+                return backend.inpaint(req, path, mask, r, cb, tok)
 
             def inpaint_hook(status):
                 f, editor, loader = inpaint_inputs.loader
@@ -351,19 +359,19 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
 
             def upscale_inputs():
                 f = image_input("upscale", "Low-resolution image")
-                k = gr.Dropdown([2, 4], value=2, label="Factor (input is fit to model size / factor)",
+                k = Dropdown([2, 4], value=2, label="Factor (input is fit to model size / factor)",
                                 elem_id="upscale-factor")
                 return [f, k]
 
             edit_tab("Upscale", "upscale", upscale_inputs,
-                     lambda req, extra, cb, tok: backend.upscale(req, extra[0], int(extra[1]), cb, tok), negative=False,
+                     lambda req, extra, cb, tok: backend.upscale(req, extra[0], extra[1], cb, tok), negative=False,
                      sampler_name=UPSCALE_SAMPLER)
 
             def denoise_inputs():
                 f = image_input("denoise", "Noisy image")
-                s = gr.Slider(0, 1, value=0, step=0.01, label="Noise σ in [-1, 1] units (0 = estimate)",
+                s = Slider(0, 1, value=0, step=0.01, label="Noise σ in [-1, 1] units (0 = estimate)",
                               elem_id="denoise-sigma")
-                m = gr.Radio(["mean", "sample"], value="mean", label="Method (mean: 1 call; sample: sharp)",
+                m = Radio(["mean", "sample"], value="mean", label="Method (mean: 1 call; sample: sharp)",
                              elem_id="denoise-method")
                 return [f, s, m]
 
@@ -374,8 +382,8 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
             def interpolate_inputs():
                 gr.Markdown("Frames between the images of seed A (the Seed field) and seed B, along the "
                             "slerp between their noises; shown as a strip and an animated GIF.")
-                b = gr.Number(value=1, precision=0, label="Seed B", elem_id="interpolate-seed-b", minimum=0)
-                n = gr.Slider(2, lim.max_frames, value=8, step=1, label=f"Frames (≤ {lim.max_frames})",
+                b = Number(value=1, precision=0, label="Seed B", elem_id="interpolate-seed-b", minimum=0)
+                n = Slider(2, lim.max_frames, value=8, step=1, label=f"Frames (≤ {lim.max_frames})",
                               elem_id="interpolate-frames")
                 return [b, n]
 
@@ -403,7 +411,7 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
                     try:
                         return format_parameters(read_parameters(path)), _status("parameters read")
                     except BaseException as exc:
-                        return "", _status(_message(exc), ok=False)
+                        return "", _status(_message(exc, "read_parameters"), ok=False)
 
                 p_file.upload(read_png, p_file, [p_text, p_status], queue=False, api_name="read_parameters")
 
@@ -412,7 +420,7 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
                         req, pos = backend.request_from_params(read_parameters(path))
                         info = backend.model_info(req.model)
                     except BaseException as exc:
-                        return [gr.skip()] * 10 + [_status(_message(exc), ok=False)]
+                        return [gr.skip()] * 10 + [_status(_message(exc, "send"), ok=False)]
                     classes = info["classes"] or []
                     return (gr.update(value=req.model), req.prompt, req.negative_prompt,
                             gr.update(choices=classes, value=req.class_label), req.sampler, req.steps,
@@ -430,15 +438,19 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
                         yield _status("drop a PNG first", ok=False), gr.skip()
                         return
                     for ev in run_streaming(backend, session_of(request),
-                                            lambda cb, tok: backend.reproduce(path, cb, tok)):
+                                            lambda cb, tok: backend.reproduce(path, cb, tok), "reproduce"):
                         if ev[0] == "progress":
                             yield _status(f"regenerating: step {ev[1]}/{ev[2]}"), gr.skip()
                         elif ev[0] == "done":
                             img, p = ev[1]
-                            out = backend._save(img, p, "reproduced")
-                            with Image.open(path) as orig:
-                                same = orig.size == img.size and np.array_equal(
-                                    np.asarray(orig.convert(img.mode)), np.asarray(img))
+                            try:
+                                out = backend._save(img, p, "reproduced")
+                                with Image.open(path) as orig:
+                                    same = orig.size == img.size and np.array_equal(
+                                        np.asarray(orig.convert(img.mode)), np.asarray(img))
+                            except Exception as exc:  # noqa: BLE001 - disk full, the upload gone, …
+                                yield _status(_message(exc, "reproduce"), ok=False), gr.skip()
+                                return
                             yield _status("identical pixels to the dropped PNG" if same else
                                           "regenerated, but the pixels differ (other weights or version?)",
                                           ok=same), str(out)
@@ -452,7 +464,7 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
             try:
                 info = backend.model_info(name)
             except BaseException as exc:
-                return [_status(_message(exc), ok=False), gr.skip()] + [gr.skip()] * (3 * len(all_cond))
+                return [_status(_message(exc, "model"), ok=False), gr.skip()] + [gr.skip()] * (3 * len(all_cond))
             c, classes = cond_visibility(info)
             ups = []
             for _, _, _, negative in all_cond:
@@ -463,7 +475,14 @@ def build_app(backend: Backend, title: str = "torchdiffusion"):
 
         flat = [c for prompt, neg, cls, _ in all_cond for c in (prompt, neg, cls)]
         model.change(change_model, model, [model_info, g_size] + flat, queue=False)
-        refresh.click(lambda: gr.update(choices=lib.names()), None, model, queue=False)
+        def refresh_models():
+            try:
+                return gr.update(choices=lib.names())
+            except Exception as exc:  # noqa: BLE001 - e.g. the models folder was removed
+                gr.Warning(_message(exc, "refresh"))
+                return gr.skip()
+
+        refresh.click(refresh_models, None, model, queue=False)
     return demo
 
 

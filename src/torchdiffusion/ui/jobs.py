@@ -4,14 +4,33 @@ Concurrency 1 bounds memory to one request's worth (the limits bound a request);
 requests wait in arrival order (``threading.Lock`` is not FIFO, so waiters take numbered
 tickets) and beyond ``max_waiting`` are refused with :class:`QueueFull` instead of piling up.
 A job is cancelled through its :class:`CancelToken`, which the sampler callback checks after
-every step (:class:`Cancelled` unwinds the sampler).
+every step (:class:`Cancelled` unwinds the sampler). A refused request is logged in one line
+(:func:`refusal`), never with a traceback.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from contextlib import contextmanager
 
 from torchdiffusion.errors import TorchDiffusionError
+from torchdiffusion.io.images import safe_name
+
+log = logging.getLogger("torchdiffusion.ui")
+
+MAX_SHOWN = 80  # characters of a hostile value quoted in a message
+
+
+def shown(value) -> str:
+    """``repr(value)`` cut to :data:`MAX_SHOWN` characters, one printable line."""
+    text = safe_name(repr(value))
+    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN - 1] + "…"
+
+
+def refusal(message: str, endpoint: str = "") -> str:
+    """Log a refused request in one line (control characters escaped); return the message."""
+    log.warning("web UI refused a request%s: %s", f" to /{endpoint}" if endpoint else "", safe_name(message))
+    return message
 
 
 class QueueFull(TorchDiffusionError):

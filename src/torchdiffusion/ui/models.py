@@ -14,6 +14,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from torchdiffusion.errors import CheckpointError, ConfigError, TorchDiffusionError
+from torchdiffusion.io.images import safe_name
 from torchdiffusion.io.runs import find_model_folder
 from torchdiffusion.networks.precision import check_precision
 from torchdiffusion.pipeline.pipeline import DiffusionPipeline
@@ -49,7 +50,12 @@ class ModelLibrary:
     def names(self) -> list[str]:
         """Model folders directly inside the models folder (and the folder itself if it is one)."""
         found = []
-        candidates = [self.root] + sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        try:
+            inside = sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        except OSError as exc:
+            raise ConfigError(f"the models folder {safe_name(self.root)} cannot be listed "
+                              f"({exc.strerror or type(exc).__name__})") from None
+        candidates = [self.root] + inside
         for p in candidates:
             try:
                 find_model_folder(p)
