@@ -59,6 +59,24 @@ def test_two_process_run_equals_single_process(tmp_path):
     assert "trained 6 steps" in out
 
 
+def test_a_signal_to_one_rank_stops_every_rank_with_a_checkpoint(tmp_path):
+    """SIGTERM reaching only rank 1 (``rank=1`` fault point, inside step 3) stops both processes
+    after that step: one checkpoint at step 3, the one-line message, a non-zero exit, and the run
+    resumes from it on two processes."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", TORCHDIFFUSION_FAULT="step:3:signal=TERM:rank=1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "torchdiffusion.cli", "train", "--out", str(tmp_path / "ddp"), "--steps", "8", *TINY]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "stopped at step 3 by SIGTERM; the checkpoint is saved" in out, out
+    from torchdiffusion.io.runs import checkpoints_of
+
+    assert [step for step, _ in checkpoints_of(tmp_path / "ddp")][0] == 3
+    out = run(["train", "--out", str(tmp_path / "ddp"), "--resume", "--steps", "5", "--no-progress"], nproc=2)
+    assert "trained 5 steps" in out
+
+
 def test_batch_must_split_over_ranks():
     assert check_batch(64, 2, 2) == 16
     with pytest.raises(ConfigError, match="does not divide over 3 processes"):

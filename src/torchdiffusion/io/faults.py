@@ -6,7 +6,8 @@ list of ``NAME:N`` entries: the process sends itself SIGKILL (no clean-up, no ``
 flush, like the OOM killer or a pulled plug) the N-th time it reaches the point ``NAME``.
 ``NAME:N:sleep=S`` sleeps S seconds there instead, to hold a window open for a timed kill;
 ``NAME:N:signal=TERM`` (or INT, HUP) sends that signal instead, so a graceful stop is tested at
-an exact step rather than at a moment.
+an exact step rather than at a moment. A ``rank=R`` option (``step:5:signal=TERM:rank=1``) limits
+an entry to the process whose ``RANK`` is R, to fault one process of a torchrun job.
 
 Points in the code (each reached once per occurrence):
 
@@ -37,10 +38,12 @@ def point(name: str) -> None:
         parts = entry.strip().split(":")
         if len(parts) < 2 or parts[0] != name or not parts[1].isdigit() or int(parts[1]) != _hits[name]:
             continue
-        if len(parts) > 2 and parts[2].startswith("sleep="):
-            time.sleep(float(parts[2].split("=", 1)[1]))
-            continue
-        if len(parts) > 2 and parts[2].startswith("signal="):
-            os.kill(os.getpid(), getattr(signal, "SIG" + parts[2].split("=", 1)[1].upper()))
-            continue
-        os.kill(os.getpid(), signal.SIGKILL)
+        options = dict(part.split("=", 1) for part in parts[2:] if "=" in part)
+        if "rank" in options and options["rank"] != os.environ.get("RANK", "0"):
+            continue  # meant for another process of a torchrun job
+        if "sleep" in options:
+            time.sleep(float(options["sleep"]))
+        elif "signal" in options:
+            os.kill(os.getpid(), getattr(signal, "SIG" + options["signal"].upper()))
+        else:
+            os.kill(os.getpid(), signal.SIGKILL)

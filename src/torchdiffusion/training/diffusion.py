@@ -17,7 +17,6 @@ import csv
 import logging
 import math
 import time
-import signal
 from dataclasses import asdict
 from pathlib import Path
 
@@ -336,7 +335,9 @@ class Trainer:
         stopped = False
         try:
             while True:
-                stopped = distributed.any_rank(stop.requested, self.dist, self.device)
+                # a stop signal on any rank stops all of them (and every rank reports that signal)
+                signum = distributed.max_over_ranks(stop.signum or 0, self.dist, self.device)
+                stopped = signum > 0
                 if stopped or distributed.any_rank(self._budget_done(), self.dist, self.device):
                     break
                 t0 = time.perf_counter()
@@ -395,7 +396,7 @@ class Trainer:
             if stopped:
                 if not checkpoints_of(self.out) or checkpoints_of(self.out)[0][0] != self.step:
                     self._checkpoint_all_ranks()
-                raise TrainingStopped(self.step, stop.signum or signal.SIGTERM, self.out)
+                raise TrainingStopped(self.step, signum, self.out)
         finally:
             stop.__exit__(None, None, None)
             bar.close()

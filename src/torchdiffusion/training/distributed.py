@@ -73,6 +73,16 @@ def any_rank(flag: bool, info: DistInfo, device) -> bool:
     return bool(t.item())
 
 
+def max_over_ranks(value: int, info: DistInfo, device) -> int:
+    """The largest ``value`` over all ranks, on every rank (an all-reduce MAX; e.g. the number of
+    a stop signal that reached any one process: a signal sent to rank 3 alone stops every rank)."""
+    if not info.enabled:
+        return int(value)
+    t = torch.tensor([float(value)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
 def max_weight_difference(module: torch.nn.Module, info: DistInfo) -> float:
     """max |θ_rank - θ_rank0| over all parameters and ranks (0 means identical replicas)."""
     if not info.enabled:
